@@ -1,0 +1,523 @@
+//! [`RunContext`]: what a pattern sees while it runs.
+//!
+//! Patterns never call agents directly: they go through
+//! [`RunContext::invoke`], which numbers the step, emits `agent_started` /
+//! `agent_completed` / `agent_failed`, enforces the per-call timeout, the
+//! iteration limit and cancellation, applies retries and fallbacks, and
+//! records the step. That keeps every pattern small and every policy uniform.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use chrono::Utc;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    agent::{AgentContext, AgentInput, AgentOutput, AgentRef, Usage},
+    error::{AgentError, ErrorInfo, OrchestraError},
+    event::{EventKind, EventSink},
+    message::Message,
+    pattern::{Pattern, dynamic::Planner, group_chat::GroupChatManager},
+    policy::Limits,
+    run::{Step, StepStatus},
+    session::merge_patch,
+};
+
+/// Named parts a run can refer to: agents, group chat managers, planners.
+/// A run works on a snapshot, so registering agents never disturbs runs in flight.
+#[derive(Clone, Default)]
+pub struct Components {
+    pub agents: HashMap<String, AgentRef>,
+    /// Agent names in registration order (for "all agents" defaults).
+    pub order: Vec<String>,
+    pub managers: HashMap<String, Arc<dyn GroupChatManager>>,
+    pub planners: HashMap<String, Arc<dyn Planner>>,
+}
+
+impl Components {
+    pub fn agent(&self, name: &str) -> Result<AgentRef, OrchestraError> {
+        self.agents
+            .get(name)
+            .cloned()
+            .ok_or_else(|| OrchestraError::UnknownAgent { name: name.into() })
+    }
+
+    pub(crate) fn insert_agent(&mut self, agent: AgentRef) {
+        let name = agent.name().to_owned();
+        if self.agents.insert(name.clone(), agent).is_none() {
+            self.order.push(name);
+        }
+    }
+
+    pub(crate) fn remove_agent(&mut self, name: &str) -> bool {
+        let removed = self.agents.remove(name).is_some();
+        if removed {
+            self.order.retain(|n| n != name);
+        }
+        removed
+    }
+
+    /// All registered agents in registration order.
+    pub fn all_agents(&self) -> Vec<AgentRef> {
+        self.order
+            .iter()
+            .filter_map(|n| self.agents.get(n).cloned())
+            .collect()
+    }
+}
+
+/// What a pattern runs on: a task and the agents taking part.
+/// Nested runs (steps of a dynamic plan) get their own scope.
+#[derive(Clone)]
+pub struct Scope {
+    pub task: String,
+    pub agents: Vec<AgentRef>,
+}
+
+impl Scope {
+    pub fn agent_names(&self) -> Vec<String> {
+        self.agents.iter().map(|a| a.name().to_owned()).collect()
+    }
+
+    /// The agent of this scope with that name.
+    pub fn find(&self, name: &str) -> Option<&AgentRef> {
+        self.agents.iter().find(|a| a.name() == name)
+    }
+}
+
+/// The answer of one step, with the agent that actually gave it.
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    pub index: u32,
+    pub agent: String,
+    pub output: AgentOutput,
+}
+
+impl StepOutcome {
+    pub fn message(&self) -> Message {
+        self.output.to_message(&self.agent)
+    }
+}
+
+/// A request to one agent from a pattern.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub task: String,
+    pub messages: Vec<Message>,
+    pub label: Option<String>,
+}
+
+impl Call {
+    pub fn new(task: impl Into<String>, messages: Vec<Message>) -> Self {
+        Self {
+            task: task.into(),
+            messages,
+            label: None,
+        }
+    }
+
+    #[must_use]
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+}
+
+pub(crate) struct RunParams {
+    pub run_id: String,
+    pub session_id: String,
+    pub metadata: Map<String, Value>,
+    pub history: Vec<Message>,
+    pub state: Value,
+    pub components: Arc<Components>,
+    pub limits: Limits,
+    pub fallbacks: HashMap<String, Vec<String>>,
+    pub cancel: CancellationToken,
+    pub events: EventSink,
+    pub deadline: Instant,
+}
+
+/// Shared by all the work of one run; patterns take `&RunContext`, so
+/// concurrent steps can use it at once.
+pub struct RunContext {
+    p: RunParams,
+    next_step: AtomicU32,
+    iterations: AtomicU32,
+    rec: Mutex<Record>,
+}
+
+#[derive(Default)]
+pub(crate) struct Record {
+    pub steps: Vec<Step>,
+    pub transcript: Vec<Message>,
+    pub usage: Usage,
+    pub state: Value,
+    pub state_patches: Vec<Value>,
+}
+
+impl RunContext {
+    pub(crate) fn new(p: RunParams) -> Self {
+        let state = p.state.clone();
+        Self {
+            p,
+            next_step: AtomicU32::new(0),
+            iterations: AtomicU32::new(0),
+            rec: Mutex::new(Record {
+                state,
+                ..Record::default()
+            }),
+        }
+    }
+
+    fn rec(&self) -> MutexGuard<'_, Record> {
+        // Records are only pushed to, so a poisoned lock holds consistent data.
+        match self.rec.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    pub(crate) fn take_record(&self) -> Record {
+        std::mem::take(&mut *self.rec())
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.p.run_id
+    }
+
+    pub fn session_id(&self) -> &str {
+        &self.p.session_id
+    }
+
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.p.cancel
+    }
+
+    /// When the whole run must end.
+    pub fn deadline(&self) -> Instant {
+        self.p.deadline
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.p.limits
+    }
+
+    pub fn components(&self) -> &Components {
+        &self.p.components
+    }
+
+    /// Looks up any registered agent (e.g. a summarizer or a handoff target).
+    pub fn agent(&self, name: &str) -> Result<AgentRef, OrchestraError> {
+        self.p.components.agent(name)
+    }
+
+    /// Builds a pattern by name from JSON options (for nested steps).
+    pub fn build_pattern(
+        &self,
+        name: &str,
+        options: &Value,
+    ) -> Result<Arc<dyn Pattern>, OrchestraError> {
+        crate::pattern::build(name, options, &self.p.components)
+    }
+
+    /// Sends an event to the run's stream.
+    pub fn emit(&self, kind: EventKind) {
+        self.p.events.emit(kind);
+    }
+
+    /// The session's earlier messages followed by this run's user message.
+    pub fn history(&self) -> &[Message] {
+        &self.p.history
+    }
+
+    /// Messages written by agents in this run so far.
+    pub fn transcript(&self) -> Vec<Message> {
+        self.rec().transcript.clone()
+    }
+
+    /// History followed by this run's transcript: what an agent that joins
+    /// the conversation now should see.
+    pub fn conversation(&self) -> Vec<Message> {
+        let rec = self.rec();
+        let mut all = Vec::with_capacity(self.p.history.len() + rec.transcript.len());
+        all.extend_from_slice(&self.p.history);
+        all.extend_from_slice(&rec.transcript);
+        all
+    }
+
+    /// Usage so far.
+    pub fn usage(&self) -> Usage {
+        self.rec().usage
+    }
+
+    /// Calls one agent as a recorded step, with the run's policies.
+    ///
+    /// The step index is taken when this is called, not when the future is
+    /// first polled, so steps started together are numbered in call order.
+    pub fn invoke<'a>(
+        &'a self,
+        agent: &AgentRef,
+        call: Call,
+    ) -> impl Future<Output = Result<StepOutcome, OrchestraError>> + Send + 'a {
+        let index = self.next_step.fetch_add(1, Ordering::Relaxed);
+        let agent = agent.clone();
+        async move { self.invoke_step(index, agent, call).await }
+    }
+
+    async fn invoke_step(
+        &self,
+        index: u32,
+        first: AgentRef,
+        call: Call,
+    ) -> Result<StepOutcome, OrchestraError> {
+        if self.p.cancel.is_cancelled() {
+            return Err(OrchestraError::Cancelled);
+        }
+        let n = self.iterations.fetch_add(1, Ordering::Relaxed) + 1;
+        if n > self.p.limits.max_iterations {
+            return Err(OrchestraError::MaxIterations {
+                limit: self.p.limits.max_iterations,
+            });
+        }
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let first_name = first.name().to_owned();
+        let mut chain = self
+            .p
+            .fallbacks
+            .get(&first_name)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter();
+        let mut agent = first;
+        let mut attempts = 0u32;
+        loop {
+            let name: Arc<str> = agent.name().into();
+            self.emit(EventKind::AgentStarted {
+                agent: name.to_string(),
+                step: index,
+                input: call.task.clone(),
+            });
+            let mut retry = 0u32;
+            let err = loop {
+                attempts += 1;
+                match self.attempt(index, &agent, &name, &call).await {
+                    Ok(output) => {
+                        let fallback_for = (*name != *first_name).then(|| first_name.clone());
+                        return Ok(self.complete(
+                            index,
+                            &name,
+                            fallback_for,
+                            &call,
+                            output,
+                            attempts,
+                            started_at,
+                            clock,
+                        ));
+                    }
+                    Err(AgentError::Cancelled) if self.p.cancel.is_cancelled() => {
+                        return Err(OrchestraError::Cancelled);
+                    }
+                    Err(e) if e.is_retryable() && retry < self.p.limits.retry.max_retries => {
+                        retry += 1;
+                        let delay = self.p.limits.retry.backoff(retry, &e);
+                        self.emit(EventKind::AgentFailed {
+                            agent: name.to_string(),
+                            step: index,
+                            error: (&e).into(),
+                            attempt: attempts,
+                            will_retry: true,
+                        });
+                        self.emit(EventKind::Retry {
+                            agent: name.to_string(),
+                            step: index,
+                            attempt: attempts + 1,
+                            delay_ms: delay.as_millis() as u64,
+                            error: (&e).into(),
+                        });
+                        tracing::debug!(agent = %name, step = index, retry, ?delay, error = %e, "retrying agent call");
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => {}
+                            () = self.p.cancel.cancelled() => return Err(OrchestraError::Cancelled),
+                        }
+                    }
+                    Err(e) => break e,
+                }
+            };
+            let next = chain.next();
+            self.emit(EventKind::AgentFailed {
+                agent: name.to_string(),
+                step: index,
+                error: (&err).into(),
+                attempt: attempts,
+                will_retry: next.is_some(),
+            });
+            match next {
+                Some(fallback) => {
+                    let to = self.agent(&fallback)?;
+                    self.emit(EventKind::Fallback {
+                        from: name.to_string(),
+                        to: fallback.clone(),
+                        reason: err.to_string(),
+                    });
+                    tracing::info!(from = %name, to = %fallback, error = %err, "falling back");
+                    agent = to;
+                }
+                None => {
+                    tracing::warn!(agent = %name, step = index, error = %err, "agent step failed");
+                    self.record_failure(
+                        index,
+                        &name,
+                        &first_name,
+                        &call,
+                        &err,
+                        attempts,
+                        started_at,
+                        clock,
+                    );
+                    return Err(OrchestraError::AgentFailed {
+                        agent: name.to_string(),
+                        source: err,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        index: u32,
+        agent: &AgentRef,
+        name: &Arc<str>,
+        call: &Call,
+    ) -> Result<AgentOutput, AgentError> {
+        let deadline = match self.p.limits.agent_timeout {
+            Some(t) => self.p.deadline.min(Instant::now() + t),
+            None => self.p.deadline,
+        };
+        let cancel = self.p.cancel.child_token();
+        let ctx = AgentContext::new(
+            name.clone(),
+            index,
+            cancel.clone(),
+            Some(deadline),
+            self.p.events.clone(),
+        );
+        let input = AgentInput {
+            task: call.task.clone(),
+            messages: call.messages.clone(),
+            session_id: self.p.session_id.clone(),
+            run_id: self.p.run_id.clone(),
+            state: self.rec().state.clone(),
+            metadata: self.p.metadata.clone(),
+        };
+        let span = tracing::debug_span!("agent", agent = %name, step = index);
+        let fut = tracing::Instrument::instrument(agent.invoke(input, ctx), span);
+        let result = tokio::select! {
+            r = tokio::time::timeout_at(deadline, fut) => match r {
+                Ok(r) => r,
+                Err(_) => Err(AgentError::Timeout(
+                    self.p.limits.agent_timeout.unwrap_or(self.p.limits.timeout),
+                )),
+            },
+            () = self.p.cancel.cancelled() => Err(AgentError::Cancelled),
+        };
+        // Tell the agent's own background work (if any) to stop.
+        cancel.cancel();
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn complete(
+        &self,
+        index: u32,
+        name: &str,
+        fallback_for: Option<String>,
+        call: &Call,
+        output: AgentOutput,
+        attempts: u32,
+        started_at: chrono::DateTime<Utc>,
+        clock: Instant,
+    ) -> StepOutcome {
+        let duration_ms = clock.elapsed().as_millis() as u64;
+        let message = output.to_message(name);
+        {
+            let mut rec = self.rec();
+            rec.usage += output.usage;
+            if let Some(patch) = &output.state_patch {
+                merge_patch(&mut rec.state, patch);
+                rec.state_patches.push(patch.clone());
+            }
+            rec.transcript.push(message.clone());
+            rec.steps.push(Step {
+                index,
+                agent: name.to_owned(),
+                fallback_for,
+                label: call.label.clone(),
+                input: call.task.clone(),
+                status: StepStatus::Completed,
+                output: Some(output.clone()),
+                error: None,
+                attempts,
+                started_at,
+                duration_ms,
+            });
+        }
+        self.emit(EventKind::AgentCompleted {
+            agent: name.to_owned(),
+            step: index,
+            message,
+            handoff: output.handoff.clone(),
+            duration_ms,
+            usage: output.usage,
+        });
+        StepOutcome {
+            index,
+            agent: name.to_owned(),
+            output,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_failure(
+        &self,
+        index: u32,
+        name: &str,
+        first: &str,
+        call: &Call,
+        err: &AgentError,
+        attempts: u32,
+        started_at: chrono::DateTime<Utc>,
+        clock: Instant,
+    ) {
+        let mut info = ErrorInfo::from(err);
+        info.agent = Some(name.to_owned());
+        self.rec().steps.push(Step {
+            index,
+            agent: name.to_owned(),
+            fallback_for: (name != first).then(|| first.to_owned()),
+            label: call.label.clone(),
+            input: call.task.clone(),
+            status: StepStatus::Failed,
+            output: None,
+            error: Some(info),
+            attempts,
+            started_at,
+            duration_ms: clock.elapsed().as_millis() as u64,
+        });
+    }
+
+    /// Time left in the run.
+    pub fn remaining(&self) -> Duration {
+        self.p.deadline.saturating_duration_since(Instant::now())
+    }
+}

@@ -1,0 +1,320 @@
+//! The event stream: every step of a run as one [`OrchestrationEvent`].
+//!
+//! Events serialize to the same JSON in Rust, Python, Node and SSE: an object
+//! with `type` (snake_case), `schema_version`, `run_id`, `session_id`, a
+//! per-run monotonic `seq`, a `timestamp`, and the fields of that type.
+//! The last event of every run is `run_completed`, `run_failed` or
+//! `run_cancelled`, and carries the [`RunResult`].
+//!
+//! ```
+//! use orchestra_core::{EventKind, OrchestrationEvent};
+//! let json = r#"{"type":"handoff","schema_version":1,"run_id":"r","session_id":"s","seq":3,
+//!               "timestamp":"2026-01-01T00:00:00Z","from":"triage","to":"billing","reason":"refund"}"#;
+//! let ev: OrchestrationEvent = serde_json::from_str(json).unwrap();
+//! assert_eq!(ev.type_name(), "handoff");
+//! assert!(matches!(ev.kind, EventKind::Handoff { .. }));
+//! ```
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::{
+    agent::{Handoff, Usage},
+    error::ErrorInfo,
+    message::Message,
+    pattern::dynamic::{Ledger, Plan},
+    run::RunResult,
+};
+
+/// Bumped when an event's JSON changes incompatibly.
+pub const EVENT_SCHEMA_VERSION: u32 = 1;
+
+/// One step of a run, as streamed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OrchestrationEvent {
+    pub schema_version: u32,
+    pub run_id: String,
+    pub session_id: String,
+    /// 1, 2, 3… within a run, in the order events were emitted.
+    pub seq: u64,
+    pub timestamp: DateTime<Utc>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+impl OrchestrationEvent {
+    /// The `type` string of this event.
+    pub fn type_name(&self) -> &'static str {
+        self.kind.type_name()
+    }
+
+    /// True for the last event of a run.
+    pub fn is_terminal(&self) -> bool {
+        self.kind.result().is_some()
+    }
+}
+
+/// What happened. New variants may be added in minor releases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventKind {
+    RunStarted {
+        pattern: String,
+        task: String,
+        agents: Vec<String>,
+    },
+    AgentStarted {
+        agent: String,
+        step: u32,
+        input: String,
+    },
+    /// A streamed piece of an agent's output.
+    AgentDelta {
+        agent: String,
+        step: u32,
+        delta: String,
+    },
+    AgentCompleted {
+        agent: String,
+        step: u32,
+        message: Message,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        handoff: Option<Handoff>,
+        duration_ms: u64,
+        #[serde(default)]
+        usage: Usage,
+    },
+    AgentFailed {
+        agent: String,
+        step: u32,
+        error: ErrorInfo,
+        attempt: u32,
+        /// Whether a retry or a fallback follows.
+        will_retry: bool,
+    },
+    ToolCalled {
+        agent: String,
+        step: u32,
+        tool: String,
+        call_id: String,
+        arguments: Value,
+    },
+    ToolCompleted {
+        agent: String,
+        step: u32,
+        tool: String,
+        call_id: String,
+        result: Value,
+    },
+    Retry {
+        agent: String,
+        step: u32,
+        attempt: u32,
+        delay_ms: u64,
+        error: ErrorInfo,
+    },
+    Fallback {
+        from: String,
+        to: String,
+        reason: String,
+    },
+    Handoff {
+        from: String,
+        to: String,
+        reason: String,
+    },
+    SpeakerSelected {
+        agent: String,
+        round: u32,
+        reason: String,
+    },
+    PlanCreated {
+        plan: Plan,
+    },
+    PlanUpdated {
+        plan: Plan,
+        ledger: Ledger,
+        reason: String,
+    },
+    RunCompleted {
+        result: Box<RunResult>,
+    },
+    RunFailed {
+        error: ErrorInfo,
+        result: Box<RunResult>,
+    },
+    RunCancelled {
+        reason: String,
+        result: Box<RunResult>,
+    },
+}
+
+impl EventKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::RunStarted { .. } => "run_started",
+            Self::AgentStarted { .. } => "agent_started",
+            Self::AgentDelta { .. } => "agent_delta",
+            Self::AgentCompleted { .. } => "agent_completed",
+            Self::AgentFailed { .. } => "agent_failed",
+            Self::ToolCalled { .. } => "tool_called",
+            Self::ToolCompleted { .. } => "tool_completed",
+            Self::Retry { .. } => "retry",
+            Self::Fallback { .. } => "fallback",
+            Self::Handoff { .. } => "handoff",
+            Self::SpeakerSelected { .. } => "speaker_selected",
+            Self::PlanCreated { .. } => "plan_created",
+            Self::PlanUpdated { .. } => "plan_updated",
+            Self::RunCompleted { .. } => "run_completed",
+            Self::RunFailed { .. } => "run_failed",
+            Self::RunCancelled { .. } => "run_cancelled",
+        }
+    }
+
+    /// The run result, for the terminal events.
+    pub fn result(&self) -> Option<&RunResult> {
+        match self {
+            Self::RunCompleted { result }
+            | Self::RunFailed { result, .. }
+            | Self::RunCancelled { result, .. } => Some(result),
+            _ => None,
+        }
+    }
+}
+
+/// Where a run's events go. Cheap to clone; a disabled sink drops everything.
+///
+/// Sequence numbers are assigned under one lock together with the send, so
+/// `seq` order is delivery order even when concurrent agents emit at once.
+#[derive(Clone, Default)]
+pub struct EventSink {
+    inner: Option<Arc<SinkInner>>,
+}
+
+struct SinkInner {
+    run_id: String,
+    session_id: String,
+    state: Mutex<SinkState>,
+}
+
+struct SinkState {
+    seq: u64,
+    tx: Option<mpsc::UnboundedSender<OrchestrationEvent>>,
+}
+
+impl EventSink {
+    /// A sink that drops every event.
+    pub fn disabled() -> Self {
+        Self { inner: None }
+    }
+
+    pub(crate) fn channel(
+        run_id: &str,
+        session_id: &str,
+    ) -> (Self, mpsc::UnboundedReceiver<OrchestrationEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sink = Self {
+            inner: Some(Arc::new(SinkInner {
+                run_id: run_id.to_owned(),
+                session_id: session_id.to_owned(),
+                state: Mutex::new(SinkState {
+                    seq: 0,
+                    tx: Some(tx),
+                }),
+            })),
+        };
+        (sink, rx)
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// Emits one event (no-op when disabled or when the receiver is gone).
+    pub fn emit(&self, kind: EventKind) {
+        let Some(inner) = &self.inner else { return };
+        let mut state = match inner.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if state.tx.is_none() {
+            return;
+        }
+        state.seq += 1;
+        let event = OrchestrationEvent {
+            schema_version: EVENT_SCHEMA_VERSION,
+            run_id: inner.run_id.clone(),
+            session_id: inner.session_id.clone(),
+            seq: state.seq,
+            timestamp: Utc::now(),
+            kind,
+        };
+        if state.tx.as_ref().is_some_and(|tx| tx.send(event).is_err()) {
+            state.tx = None;
+        }
+    }
+
+    /// Emits the terminal event and closes the stream: later emits are dropped.
+    pub(crate) fn finish(&self, kind: EventKind) {
+        self.emit(kind);
+        if let Some(inner) = &self.inner {
+            let mut state = match inner.state.lock() {
+                Ok(s) => s,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            state.tx = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialize_with_type_and_envelope_fields() {
+        let (sink, mut rx) = EventSink::channel("r1", "s1");
+        sink.emit(EventKind::Handoff {
+            from: "a".into(),
+            to: "b".into(),
+            reason: "why".into(),
+        });
+        let ev = rx.try_recv().unwrap();
+        let v = serde_json::to_value(&ev).unwrap();
+        assert_eq!(v["type"], "handoff");
+        assert_eq!(v["seq"], 1);
+        assert_eq!(v["run_id"], "r1");
+        assert_eq!(v["schema_version"], EVENT_SCHEMA_VERSION);
+        let back: OrchestrationEvent = serde_json::from_value(v).unwrap();
+        assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn nothing_is_emitted_after_finish() {
+        let (sink, mut rx) = EventSink::channel("r", "s");
+        sink.emit(EventKind::Fallback {
+            from: "a".into(),
+            to: "b".into(),
+            reason: String::new(),
+        });
+        sink.finish(EventKind::Fallback {
+            from: "a".into(),
+            to: "c".into(),
+            reason: String::new(),
+        });
+        sink.emit(EventKind::Fallback {
+            from: "x".into(),
+            to: "y".into(),
+            reason: String::new(),
+        });
+        assert_eq!(rx.try_recv().unwrap().seq, 1);
+        assert_eq!(rx.try_recv().unwrap().seq, 2);
+        assert!(rx.try_recv().is_err());
+    }
+}

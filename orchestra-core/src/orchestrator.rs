@@ -1,0 +1,586 @@
+//! [`Orchestrator`]: the facade. It holds the agent registry, the session
+//! store and default limits, and runs requests to a result or a stream.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use futures::StreamExt;
+//! use orchestra_core::{FnAgent, Orchestrator, RunRequest, RunStatus};
+//! let orch = Orchestrator::new();
+//! orch.register(FnAgent::new("echo", "repeats", |i, _| async move { i.task }));
+//! let mut events = orch.stream(RunRequest::new("sequential", "hello").agents(["echo"])).unwrap();
+//! let mut types = vec![];
+//! while let Some(ev) = events.next().await { types.push(ev.type_name()); }
+//! assert_eq!(types, ["run_started", "agent_started", "agent_completed", "run_completed"]);
+//! # });
+//! ```
+
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::{Arc, Mutex, RwLock},
+    task::{Context, Poll},
+};
+
+use chrono::Utc;
+use futures::Stream;
+use tokio::{sync::mpsc, time::Instant};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::Instrument;
+
+use crate::{
+    agent::{Agent, AgentInfo, AgentRef, Usage},
+    context::{Components, RunContext, RunParams, Scope},
+    error::{OrchestraError, StoreError},
+    event::{EventKind, EventSink, OrchestrationEvent},
+    message::Message,
+    pattern::{self, GroupChatManager, Pattern, PatternOutput, Planner},
+    policy::Limits,
+    run::{RunRequest, RunResult, RunStatus},
+    session::{
+        MemoryStore, Page, Session, SessionStore, SessionSummary, merge_patch, update_session,
+        validate_session_id,
+    },
+};
+
+/// Runs orchestrations. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Orchestrator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    components: RwLock<Arc<Components>>,
+    store: Arc<dyn SessionStore>,
+    limits: Limits,
+    active: Mutex<HashMap<String, CancellationToken>>,
+}
+
+impl Default for Orchestrator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Builds an [`Orchestrator`] with a custom store or limits.
+#[derive(Default)]
+pub struct OrchestratorBuilder {
+    store: Option<Arc<dyn SessionStore>>,
+    limits: Limits,
+    components: Components,
+}
+
+impl OrchestratorBuilder {
+    /// Where sessions live (default: a [`MemoryStore`]).
+    #[must_use]
+    pub fn store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Default limits for requests that do not set their own.
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    #[must_use]
+    pub fn agent(mut self, agent: impl Agent + 'static) -> Self {
+        self.components.insert_agent(Arc::new(agent));
+        self
+    }
+
+    pub fn build(self) -> Orchestrator {
+        Orchestrator {
+            inner: Arc::new(Inner {
+                components: RwLock::new(Arc::new(self.components)),
+                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                limits: self.limits,
+                active: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+struct Prepared {
+    pattern: Arc<dyn Pattern>,
+    components: Arc<Components>,
+    agents: Vec<AgentRef>,
+    limits: Limits,
+    fallbacks: HashMap<String, Vec<String>>,
+    run_id: String,
+    session_id: String,
+    request: RunRequest,
+}
+
+impl Orchestrator {
+    /// An orchestrator with in-memory sessions and default limits.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    pub fn builder() -> OrchestratorBuilder {
+        OrchestratorBuilder::default()
+    }
+
+    fn components(&self) -> Arc<Components> {
+        match self.inner.components.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn edit_components(&self, f: impl FnOnce(&mut Components)) {
+        let mut guard = match self.inner.components.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        // Copy-on-write: runs in flight keep their snapshot.
+        f(Arc::make_mut(&mut guard));
+    }
+
+    /// Adds an agent, replacing any agent of the same name.
+    pub fn register(&self, agent: impl Agent + 'static) {
+        self.register_arc(Arc::new(agent));
+    }
+
+    /// Adds a shared agent, replacing any agent of the same name.
+    pub fn register_arc(&self, agent: AgentRef) {
+        self.edit_components(|c| c.insert_agent(agent));
+    }
+
+    /// Removes an agent; `false` if there was none.
+    pub fn remove_agent(&self, name: &str) -> bool {
+        let mut removed = false;
+        self.edit_components(|c| removed = c.remove_agent(name));
+        removed
+    }
+
+    /// Makes a group chat manager available as `{"manager": name}`.
+    pub fn register_manager(&self, name: impl Into<String>, manager: Arc<dyn GroupChatManager>) {
+        let name = name.into();
+        self.edit_components(|c| {
+            c.managers.insert(name, manager);
+        });
+    }
+
+    /// Makes a planner available as `{"planner": name}`.
+    pub fn register_planner(&self, name: impl Into<String>, planner: Arc<dyn Planner>) {
+        let name = name.into();
+        self.edit_components(|c| {
+            c.planners.insert(name, planner);
+        });
+    }
+
+    /// The registered agents, in registration order.
+    pub fn agents(&self) -> Vec<AgentInfo> {
+        self.components()
+            .all_agents()
+            .iter()
+            .map(|a| AgentInfo::of(a.as_ref()))
+            .collect()
+    }
+
+    pub fn agent(&self, name: &str) -> Option<AgentRef> {
+        self.components().agents.get(name).cloned()
+    }
+
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.inner.store
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Runs a request to the end.
+    ///
+    /// `Err` means the request was invalid and nothing ran. A run that
+    /// started always yields `Ok` with its status (completed, failed,
+    /// timed out, cancelled) and error; use [`RunResult::into_result`] to
+    /// treat a failed run as an error. Dropping the future cancels the run,
+    /// which is then recorded as cancelled.
+    pub async fn run(&self, request: RunRequest) -> Result<RunResult, OrchestraError> {
+        let prepared = self.prepare(request, None)?;
+        self.run_prepared(prepared).await
+    }
+
+    /// Runs a request with a pattern object instead of a pattern name
+    /// (for custom patterns, or built-ins configured in code).
+    pub async fn run_pattern(
+        &self,
+        pattern: Arc<dyn Pattern>,
+        request: RunRequest,
+    ) -> Result<RunResult, OrchestraError> {
+        let prepared = self.prepare(request, Some(pattern))?;
+        self.run_prepared(prepared).await
+    }
+
+    async fn run_prepared(&self, prepared: Prepared) -> Result<RunResult, OrchestraError> {
+        let cancel = CancellationToken::new();
+        let _guard = cancel.clone().drop_guard();
+        let this = self.clone();
+        let task =
+            tokio::spawn(
+                async move { this.execute(prepared, EventSink::disabled(), cancel).await },
+            );
+        task.await
+            .map_err(|e| OrchestraError::Manager(format!("run task failed: {e}")))
+    }
+
+    /// Starts a run and returns its event stream. The request is checked
+    /// first: an invalid request returns `Err` and nothing runs. The stream
+    /// ends with `run_completed`, `run_failed` or `run_cancelled`; dropping it
+    /// cancels the run and the agent calls in flight.
+    ///
+    /// Must be called from within a Tokio runtime.
+    pub fn stream(&self, request: RunRequest) -> Result<RunStream, OrchestraError> {
+        let prepared = self.prepare(request, None)?;
+        Ok(self.stream_prepared(prepared))
+    }
+
+    /// [`stream`](Self::stream) with a pattern object.
+    pub fn stream_pattern(
+        &self,
+        pattern: Arc<dyn Pattern>,
+        request: RunRequest,
+    ) -> Result<RunStream, OrchestraError> {
+        let prepared = self.prepare(request, Some(pattern))?;
+        Ok(self.stream_prepared(prepared))
+    }
+
+    fn stream_prepared(&self, prepared: Prepared) -> RunStream {
+        let (sink, rx) = EventSink::channel(&prepared.run_id, &prepared.session_id);
+        let cancel = CancellationToken::new();
+        let run_id = prepared.run_id.clone();
+        let session_id = prepared.session_id.clone();
+        let this = self.clone();
+        let token = cancel.clone();
+        tokio::spawn(async move { this.execute(prepared, sink, token).await });
+        RunStream {
+            run_id,
+            session_id,
+            rx,
+            cancel: cancel.clone(),
+            _guard: cancel.drop_guard(),
+        }
+    }
+
+    /// Cancels a run in flight in this process; `false` if it is not running here.
+    pub fn cancel(&self, run_id: &str) -> bool {
+        let active = match self.inner.active.lock() {
+            Ok(a) => a,
+            Err(p) => p.into_inner(),
+        };
+        match active.get(run_id) {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Number of runs in flight in this process.
+    pub fn active_runs(&self) -> usize {
+        match self.inner.active.lock() {
+            Ok(a) => a.len(),
+            Err(p) => p.into_inner().len(),
+        }
+    }
+
+    pub async fn get_session(&self, id: &str) -> Result<Option<Session>, OrchestraError> {
+        validate_session_id(id)?;
+        Ok(self.inner.store.get(id).await?)
+    }
+
+    pub async fn delete_session(&self, id: &str) -> Result<bool, OrchestraError> {
+        validate_session_id(id)?;
+        Ok(self.inner.store.delete(id).await?)
+    }
+
+    pub async fn list_sessions(&self, page: Page) -> Result<Vec<SessionSummary>, OrchestraError> {
+        Ok(self.inner.store.list(page).await?)
+    }
+
+    /// Checks a request without running it (the same checks `run` makes).
+    pub fn validate(&self, request: &RunRequest) -> Result<(), OrchestraError> {
+        self.prepare(request.clone(), None).map(|_| ())
+    }
+
+    fn prepare(
+        &self,
+        request: RunRequest,
+        pattern: Option<Arc<dyn Pattern>>,
+    ) -> Result<Prepared, OrchestraError> {
+        if request.task.trim().is_empty() {
+            return Err(OrchestraError::invalid("task", "must not be empty"));
+        }
+        if let Some(id) = &request.session_id {
+            validate_session_id(id)?;
+        }
+        let components = self.components();
+        let pattern = match pattern {
+            Some(p) => p,
+            None => pattern::build(&request.pattern, &request.options, &components)?,
+        };
+        let run_options = pattern::parse_run_options(&request.options)?;
+        let agents: Vec<AgentRef> = match &request.agents {
+            Some(names) if !names.is_empty() => names
+                .iter()
+                .map(|n| components.agent(n))
+                .collect::<Result<_, _>>()?,
+            None if pattern.agents_optional() => components.all_agents(),
+            _ => Vec::new(),
+        };
+        if agents.is_empty() {
+            return Err(OrchestraError::NoAgents {
+                pattern: pattern.name().to_owned(),
+            });
+        }
+        for (from, chain) in &run_options.fallbacks {
+            for name in std::iter::once(from).chain(chain) {
+                components.agent(name)?;
+            }
+        }
+        let scope = Scope {
+            task: request.task.clone(),
+            agents: agents.clone(),
+        };
+        pattern.validate(&scope, &components)?;
+        let limits = self.inner.limits.merged(&run_options);
+        Ok(Prepared {
+            pattern,
+            components,
+            agents,
+            limits,
+            fallbacks: run_options.fallbacks,
+            run_id: uuid::Uuid::now_v7().to_string(),
+            session_id: request
+                .session_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            request,
+        })
+    }
+
+    fn track(&self, run_id: &str, token: Option<CancellationToken>) {
+        let mut active = match self.inner.active.lock() {
+            Ok(a) => a,
+            Err(p) => p.into_inner(),
+        };
+        match token {
+            Some(t) => {
+                active.insert(run_id.to_owned(), t);
+            }
+            None => {
+                active.remove(run_id);
+            }
+        }
+    }
+
+    async fn execute(&self, p: Prepared, sink: EventSink, cancel: CancellationToken) -> RunResult {
+        let span = tracing::info_span!("run", run_id = %p.run_id, session_id = %p.session_id, pattern = p.pattern.name());
+        self.track(&p.run_id, Some(cancel.clone()));
+        let result = self.execute_inner(p, &sink, cancel).instrument(span).await;
+        self.track(&result.run_id, None);
+        let kind = match (result.status, &result.error) {
+            (RunStatus::Completed, _) => EventKind::RunCompleted {
+                result: Box::new(result.clone()),
+            },
+            (RunStatus::Cancelled, _) => EventKind::RunCancelled {
+                reason: result
+                    .error
+                    .as_ref()
+                    .map_or_else(|| "cancelled".to_owned(), |e| e.message.clone()),
+                result: Box::new(result.clone()),
+            },
+            (_, error) => EventKind::RunFailed {
+                error: error
+                    .clone()
+                    .unwrap_or_else(|| OrchestraError::Cancelled.info()),
+                result: Box::new(result.clone()),
+            },
+        };
+        sink.finish(kind);
+        result
+    }
+
+    async fn execute_inner(
+        &self,
+        p: Prepared,
+        sink: &EventSink,
+        cancel: CancellationToken,
+    ) -> RunResult {
+        let clock = Instant::now();
+        let deadline = clock + p.limits.timeout;
+        let agent_names: Vec<String> = p.agents.iter().map(|a| a.name().to_owned()).collect();
+        let mut result = RunResult {
+            run_id: p.run_id.clone(),
+            session_id: p.session_id.clone(),
+            pattern: p.pattern.name().to_owned(),
+            task: p.request.task.clone(),
+            agents: agent_names.clone(),
+            status: RunStatus::Running,
+            output: None,
+            data: None,
+            error: None,
+            termination: None,
+            partial: false,
+            steps: Vec::new(),
+            usage: Usage::default(),
+            started_at: Utc::now(),
+            finished_at: None,
+            duration_ms: 0,
+        };
+        let store = self.inner.store.as_ref();
+        let record = result.clone();
+        let session = update_session(store, &p.session_id, |s| {
+            s.runs.push(record.clone());
+            Ok(())
+        })
+        .await;
+        let session = match session {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "could not record the run start");
+                result.status = RunStatus::Failed;
+                result.error = Some(e.info());
+                result.finished_at = Some(Utc::now());
+                return result;
+            }
+        };
+        let mut history = session.messages;
+        history.push(Message::user(p.request.task.clone()));
+        sink.emit(EventKind::RunStarted {
+            pattern: result.pattern.clone(),
+            task: p.request.task.clone(),
+            agents: agent_names,
+        });
+        let run_token = cancel.child_token();
+        let ctx = RunContext::new(RunParams {
+            run_id: p.run_id.clone(),
+            session_id: p.session_id.clone(),
+            metadata: p.request.metadata.clone(),
+            history,
+            state: session.state,
+            components: p.components.clone(),
+            limits: p.limits.clone(),
+            fallbacks: p.fallbacks,
+            cancel: run_token.clone(),
+            events: sink.clone(),
+            deadline,
+        });
+        let scope = Scope {
+            task: p.request.task.clone(),
+            agents: p.agents,
+        };
+        let outcome: Result<PatternOutput, OrchestraError> = tokio::select! {
+            biased;
+            () = cancel.cancelled() => Err(OrchestraError::Cancelled),
+            r = tokio::time::timeout_at(deadline, p.pattern.run(&ctx, scope)) => {
+                r.unwrap_or(Err(OrchestraError::Timeout(p.limits.timeout)))
+            }
+        };
+        // Stop whatever agent work outlived the pattern future.
+        run_token.cancel();
+        let mut rec = ctx.take_record();
+        rec.steps.sort_by_key(|s| s.index);
+        result.steps = rec.steps;
+        result.usage = rec.usage;
+        match outcome {
+            Ok(out) => {
+                result.status = RunStatus::Completed;
+                result.output = Some(out.content);
+                result.data = out.data;
+                result.termination = out.termination;
+                result.partial = out.partial;
+            }
+            Err(e) => {
+                result.status = match e {
+                    OrchestraError::Cancelled => RunStatus::Cancelled,
+                    OrchestraError::Timeout(_) => RunStatus::TimedOut,
+                    _ => RunStatus::Failed,
+                };
+                tracing::info!(status = result.status.as_str(), error = %e, "run ended without a result");
+                result.error = Some(e.info());
+            }
+        }
+        result.finished_at = Some(Utc::now());
+        result.duration_ms = clock.elapsed().as_millis() as u64;
+
+        let user = Message::user(p.request.task.clone());
+        let transcript = rec.transcript;
+        let patches = rec.state_patches;
+        let record = result.clone();
+        let saved = update_session(store, &p.session_id, |s: &mut Session| {
+            s.messages.push(user.clone());
+            s.messages.extend(transcript.iter().cloned());
+            for patch in &patches {
+                merge_patch(&mut s.state, patch);
+            }
+            match s.run_mut(&record.run_id) {
+                Some(r) => *r = record.clone(),
+                None => s.runs.push(record.clone()),
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = saved {
+            tracing::error!(error = %e, "could not record the run result");
+            result.status = RunStatus::Failed;
+            result.error = Some(
+                match e {
+                    OrchestraError::Store(s) => OrchestraError::Store(s),
+                    other => OrchestraError::Store(StoreError::Backend(other.to_string())),
+                }
+                .info(),
+            );
+        }
+        result
+    }
+}
+
+/// The events of one run, ending with its terminal event.
+/// Dropping the stream cancels the run.
+pub struct RunStream {
+    run_id: String,
+    session_id: String,
+    rx: mpsc::UnboundedReceiver<OrchestrationEvent>,
+    cancel: CancellationToken,
+    _guard: DropGuard,
+}
+
+impl RunStream {
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// Cancels the run; the stream then ends with `run_cancelled`.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Drains the stream and returns the run's result.
+    pub async fn result(mut self) -> Option<RunResult> {
+        let mut last = None;
+        while let Some(ev) = self.rx.recv().await {
+            if let Some(r) = ev.kind.result() {
+                last = Some(r.clone());
+            }
+        }
+        last
+    }
+}
+
+impl Stream for RunStream {
+    type Item = OrchestrationEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}

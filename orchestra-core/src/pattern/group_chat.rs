@@ -1,0 +1,386 @@
+//! Group chat: agents take turns on one shared transcript; a
+//! [`GroupChatManager`] picks each next speaker and may end the chat.
+//!
+//! The chat ends at the first of: `max_rounds`, the `termination` condition
+//! (e.g. a text mention like `{"text_mention": "APPROVED"}`), a Rust predicate,
+//! or the manager's own decision. The result says which one ended it.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use orchestra_core::{FnAgent, Orchestrator, RunRequest};
+//! let orch = Orchestrator::new();
+//! orch.register(FnAgent::new("writer", "drafts", |_, _| async { "Draft v1" }));
+//! orch.register(FnAgent::new("critic", "reviews", |_, _| async { "APPROVED" }));
+//! let r = orch.run(RunRequest::new("group_chat", "Write a slogan").agents(["writer", "critic"])
+//!     .option("termination", serde_json::json!({"text_mention": "APPROVED"}))).await.unwrap();
+//! assert_eq!(r.steps.len(), 2);
+//! assert_eq!(r.termination.as_deref(), Some("text_mention: APPROVED"));
+//! # });
+//! ```
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Pattern, PatternOutput};
+use crate::{
+    agent::{AgentInfo, Usage},
+    context::{Call, Components, RunContext, Scope},
+    error::OrchestraError,
+    event::EventKind,
+    message::Message,
+};
+
+pub const NAME: &str = "group_chat";
+pub const DESCRIPTION: &str = "Agents discuss on a shared transcript; a manager (round_robin, or a \
+     registered custom/LLM manager) picks each next speaker until max_rounds or a termination condition.";
+
+/// The chat as the manager sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ChatState {
+    pub task: String,
+    pub participants: Vec<AgentInfo>,
+    /// Messages written in this chat so far.
+    pub transcript: Vec<Message>,
+    /// Rounds completed (each round is one speaker's turn).
+    pub round: u32,
+    /// Tokens used in the run so far.
+    pub usage: Usage,
+}
+
+impl ChatState {
+    pub fn last_message(&self) -> Option<&Message> {
+        self.transcript.last()
+    }
+}
+
+/// The manager's choice of the next speaker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SpeakerChoice {
+    pub agent: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+impl SpeakerChoice {
+    pub fn new(agent: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            agent: agent.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Runs a group chat: picks speakers, may end the chat, may shape the result.
+///
+/// Implemented by [`RoundRobinManager`], [`FnManager`], the LLM manager and
+/// the bindings' callable managers. Called once per round, never concurrently
+/// within one chat (but shared between runs).
+#[async_trait]
+pub trait GroupChatManager: Send + Sync {
+    /// The next speaker, or `None` to end the chat.
+    async fn select_next(
+        &self,
+        chat: &ChatState,
+        ctx: &RunContext,
+    ) -> Result<Option<SpeakerChoice>, OrchestraError>;
+
+    /// A reason to stop after the latest turn, or `None` to go on.
+    async fn should_terminate(
+        &self,
+        _chat: &ChatState,
+        _ctx: &RunContext,
+    ) -> Result<Option<String>, OrchestraError> {
+        Ok(None)
+    }
+
+    /// The chat's result; `None` means the last message.
+    async fn filter_result(
+        &self,
+        _chat: &ChatState,
+        _ctx: &RunContext,
+    ) -> Result<Option<String>, OrchestraError> {
+        Ok(None)
+    }
+}
+
+/// Each participant in turn, in the run's agent order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RoundRobinManager;
+
+#[async_trait]
+impl GroupChatManager for RoundRobinManager {
+    async fn select_next(
+        &self,
+        chat: &ChatState,
+        _ctx: &RunContext,
+    ) -> Result<Option<SpeakerChoice>, OrchestraError> {
+        let n = chat.participants.len();
+        Ok((n > 0).then(|| {
+            let next = &chat.participants[chat.round as usize % n];
+            SpeakerChoice::new(next.name.clone(), "round robin")
+        }))
+    }
+}
+
+type SelectFn = dyn Fn(&ChatState) -> Option<String> + Send + Sync;
+
+/// A manager made from a closure that names the next speaker (or `None` to stop).
+pub struct FnManager {
+    select: Box<SelectFn>,
+}
+
+impl FnManager {
+    pub fn new(select: impl Fn(&ChatState) -> Option<String> + Send + Sync + 'static) -> Self {
+        Self {
+            select: Box::new(select),
+        }
+    }
+}
+
+#[async_trait]
+impl GroupChatManager for FnManager {
+    async fn select_next(
+        &self,
+        chat: &ChatState,
+        _ctx: &RunContext,
+    ) -> Result<Option<SpeakerChoice>, OrchestraError> {
+        Ok((self.select)(chat).map(|a| SpeakerChoice::new(a, "custom manager")))
+    }
+}
+
+/// A condition that ends a chat, composable with `any` / `all`.
+///
+/// JSON: `{"max_rounds": 8}`, `{"text_mention": "APPROVED"}`,
+/// `{"any": [{"max_messages": 20}, {"speaker": "approver"}]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Termination {
+    MaxRounds(u32),
+    MaxMessages(usize),
+    /// The latest message contains this text (case-sensitive).
+    TextMention(String),
+    /// The named agent has just spoken.
+    Speaker(String),
+    /// The run has used at least this many tokens.
+    MaxTokens(u64),
+    Any(Vec<Termination>),
+    All(Vec<Termination>),
+}
+
+impl Termination {
+    /// Why the chat should stop now, or `None`.
+    pub fn check(&self, chat: &ChatState) -> Option<String> {
+        match self {
+            Self::MaxRounds(n) => (chat.round >= *n).then(|| format!("max_rounds: {n}")),
+            Self::MaxMessages(n) => {
+                (chat.transcript.len() >= *n).then(|| format!("max_messages: {n}"))
+            }
+            Self::TextMention(t) => chat
+                .last_message()
+                .filter(|m| m.content.contains(t.as_str()))
+                .map(|_| format!("text_mention: {t}")),
+            Self::Speaker(a) => chat
+                .last_message()
+                .filter(|m| m.name.as_deref() == Some(a.as_str()))
+                .map(|_| format!("speaker: {a}")),
+            Self::MaxTokens(n) => {
+                (chat.usage.total_tokens >= *n).then(|| format!("max_tokens: {n}"))
+            }
+            Self::Any(cs) => cs.iter().find_map(|c| c.check(chat)),
+            Self::All(cs) => {
+                let reasons: Option<Vec<String>> = cs.iter().map(|c| c.check(chat)).collect();
+                reasons
+                    .filter(|r| !r.is_empty())
+                    .map(|r| format!("all({})", r.join(", ")))
+            }
+        }
+    }
+}
+
+/// Options of the group chat pattern.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupChatOptions {
+    /// "round_robin" or the name of a registered manager.
+    pub manager: String,
+    pub max_rounds: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub termination: Option<Termination>,
+}
+
+impl Default for GroupChatOptions {
+    fn default() -> Self {
+        Self {
+            manager: "round_robin".into(),
+            max_rounds: 10,
+            termination: None,
+        }
+    }
+}
+
+type Predicate = dyn Fn(&ChatState) -> bool + Send + Sync;
+
+/// The group chat pattern.
+pub struct GroupChat {
+    options: GroupChatOptions,
+    manager: Arc<dyn GroupChatManager>,
+    predicate: Option<Arc<Predicate>>,
+}
+
+impl GroupChat {
+    pub fn new(options: GroupChatOptions, manager: Arc<dyn GroupChatManager>) -> Self {
+        Self {
+            options,
+            manager,
+            predicate: None,
+        }
+    }
+
+    /// Resolves the manager named in the options.
+    pub fn from_options(
+        options: GroupChatOptions,
+        components: &Components,
+    ) -> Result<Self, OrchestraError> {
+        let manager: Arc<dyn GroupChatManager> = match options.manager.as_str() {
+            "round_robin" => Arc::new(RoundRobinManager),
+            name => components.managers.get(name).cloned().ok_or_else(|| {
+                OrchestraError::InvalidOptions {
+                    field: "options.manager".into(),
+                    message: format!(
+                        "unknown manager '{name}' (register it, or use \"round_robin\")"
+                    ),
+                }
+            })?,
+        };
+        Ok(Self::new(options, manager))
+    }
+
+    /// Stops the chat when `predicate` returns true after a turn.
+    #[must_use]
+    pub fn with_predicate(
+        mut self,
+        predicate: impl Fn(&ChatState) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.predicate = Some(Arc::new(predicate));
+        self
+    }
+}
+
+#[async_trait]
+impl Pattern for GroupChat {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn run(&self, ctx: &RunContext, scope: Scope) -> Result<PatternOutput, OrchestraError> {
+        if scope.agents.is_empty() {
+            return Err(OrchestraError::NoAgents {
+                pattern: NAME.into(),
+            });
+        }
+        let mut chat = ChatState {
+            task: scope.task.clone(),
+            participants: scope
+                .agents
+                .iter()
+                .map(|a| AgentInfo::of(a.as_ref()))
+                .collect(),
+            transcript: Vec::new(),
+            round: 0,
+            usage: Usage::default(),
+        };
+        let termination = loop {
+            if chat.round >= self.options.max_rounds {
+                break format!("max_rounds: {}", self.options.max_rounds);
+            }
+            let Some(choice) = self.manager.select_next(&chat, ctx).await? else {
+                break "manager ended the chat".to_owned();
+            };
+            let speaker = scope.find(&choice.agent).cloned().ok_or_else(|| {
+                OrchestraError::Manager(format!(
+                    "chose '{}', who is not a participant",
+                    choice.agent
+                ))
+            })?;
+            ctx.emit(EventKind::SpeakerSelected {
+                agent: choice.agent.clone(),
+                round: chat.round,
+                reason: choice.reason,
+            });
+            let call = Call::new(scope.task.clone(), ctx.conversation())
+                .label(format!("round {}", chat.round));
+            let out = ctx.invoke(&speaker, call).await?;
+            chat.transcript.push(out.message());
+            chat.round += 1;
+            chat.usage = ctx.usage();
+            if let Some(reason) = self
+                .options
+                .termination
+                .as_ref()
+                .and_then(|t| t.check(&chat))
+            {
+                break reason;
+            }
+            if self.predicate.as_ref().is_some_and(|p| p(&chat)) {
+                break "predicate".to_owned();
+            }
+            if let Some(reason) = self.manager.should_terminate(&chat, ctx).await? {
+                break reason;
+            }
+        };
+        let content = match self.manager.filter_result(&chat, ctx).await? {
+            Some(c) => c,
+            None => chat
+                .last_message()
+                .map(|m| m.content.clone())
+                .unwrap_or_default(),
+        };
+        Ok(PatternOutput {
+            content,
+            data: None,
+            termination: Some(termination),
+            partial: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn chat(round: u32, last: Option<(&str, &str)>) -> ChatState {
+        ChatState {
+            task: "t".into(),
+            participants: vec![],
+            transcript: last
+                .map(|(n, c)| vec![Message::assistant(n, c)])
+                .unwrap_or_default(),
+            round,
+            usage: Usage::default(),
+        }
+    }
+
+    #[test]
+    fn termination_conditions_parse_from_json_and_compose() {
+        let t: Termination = serde_json::from_value(json!({
+            "any": [{"max_rounds": 8}, {"all": [{"text_mention": "OK"}, {"speaker": "boss"}]}]
+        }))
+        .unwrap();
+        assert_eq!(t.check(&chat(2, Some(("boss", "fine")))), None);
+        assert_eq!(t.check(&chat(2, Some(("intern", "OK")))), None);
+        assert_eq!(
+            t.check(&chat(2, Some(("boss", "OK")))).as_deref(),
+            Some("all(text_mention: OK, speaker: boss)")
+        );
+        assert_eq!(t.check(&chat(8, None)).as_deref(), Some("max_rounds: 8"));
+    }
+
+    #[test]
+    fn an_unknown_condition_is_rejected() {
+        assert!(serde_json::from_value::<Termination>(json!({"max_vibes": 1})).is_err());
+    }
+}
