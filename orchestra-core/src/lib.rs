@@ -42,6 +42,7 @@
 //! ```
 
 pub mod agent;
+pub mod agents;
 pub mod context;
 pub mod error;
 pub mod event;

@@ -20,6 +20,8 @@
 //! ```
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
