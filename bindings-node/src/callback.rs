@@ -1,0 +1,90 @@
+//! Calling JavaScript from Rust: one JSON string in, one JSON envelope out.
+//!
+//! The facade wraps every user function (agent, manager, planner) so that it
+//! takes a JSON string and resolves to `{"ok": value}` or
+//! `{"error": {"message", "retryable"?}}`, whether the user function was sync
+//! or async, returned or threw. Rust therefore never sees a JS exception; the
+//! call is a [`ThreadsafeFunction`] awaited with `call_async_catch`, so the
+//! JS thread is never blocked.
+
+use std::sync::Arc;
+
+use napi::{Status, bindgen_prelude::Promise, threadsafe_function::ThreadsafeFunction};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::Value;
+
+/// A JS function `(json: string) => Promise<string>`. Weak: a registered
+/// callback does not keep the Node process alive on its own.
+pub type JsCallbackFn = ThreadsafeFunction<String, Promise<String>, String, Status, false, true>;
+
+/// Why a JS call did not produce a value.
+#[derive(Debug)]
+pub enum CallbackError {
+    /// The user function threw or rejected.
+    Thrown { message: String, retryable: bool },
+    /// The call could not be made, or its answer was not the expected shape.
+    Protocol(String),
+}
+
+impl CallbackError {
+    pub fn message(&self) -> String {
+        match self {
+            Self::Thrown { message, .. } => message.clone(),
+            Self::Protocol(m) => m.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Thrown {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    retryable: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Reply {
+    Ok(Value),
+    Error(Thrown),
+}
+
+/// A shared handle on a JS callback.
+#[derive(Clone)]
+pub struct JsCallback {
+    f: Arc<JsCallbackFn>,
+}
+
+impl JsCallback {
+    pub fn new(f: JsCallbackFn) -> Self {
+        Self { f: Arc::new(f) }
+    }
+
+    /// Calls the function with `payload` serialized, and decodes its answer.
+    pub async fn call<P, R>(&self, payload: &P) -> Result<R, CallbackError>
+    where
+        P: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let json = serde_json::to_string(payload)
+            .map_err(|e| CallbackError::Protocol(format!("could not encode the call: {e}")))?;
+        let promise = self
+            .f
+            .call_async_catch(json)
+            .await
+            .map_err(|e| CallbackError::Protocol(format!("JavaScript call failed: {e}")))?;
+        let reply = promise
+            .await
+            .map_err(|e| CallbackError::Protocol(format!("JavaScript call failed: {e}")))?;
+        match serde_json::from_str::<Reply>(&reply) {
+            Ok(Reply::Ok(v)) => serde_json::from_value(v)
+                .map_err(|e| CallbackError::Protocol(format!("unexpected answer: {e}"))),
+            Ok(Reply::Error(t)) => Err(CallbackError::Thrown {
+                message: t.message,
+                retryable: t.retryable,
+            }),
+            Err(e) => Err(CallbackError::Protocol(format!("unreadable answer: {e}"))),
+        }
+    }
+}

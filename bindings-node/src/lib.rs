@@ -1,0 +1,33 @@
+//! Native half of the npm package `orchestra-sdk`.
+//!
+//! The JavaScript facade in `lib/` is the public API; this addon exposes a
+//! small JSON-string interface to it:
+//! - [`orchestrator`]: `NativeOrchestrator` (run, stream, sessions, registry),
+//! - [`stream`]: `NativeRunStream`, the event stream behind the async iterator,
+//! - [`store`]: `NativeStore`, memory and Redis session stores,
+//! - [`components`]: JS functions as core agents, group chat managers, planners,
+//! - [`callback`]: the one way Rust calls JavaScript,
+//! - [`error`]: the one place errors are converted.
+//!
+//! No pattern logic lives here: every run is the core's.
+
+mod callback;
+mod components;
+mod error;
+mod orchestrator;
+mod store;
+mod stream;
+
+use napi_derive::napi;
+
+/// The marker that prefixes error envelopes (see `error.rs`).
+#[napi]
+pub fn error_marker() -> String {
+    error::MARKER.to_owned()
+}
+
+/// The core's event schema version.
+#[napi]
+pub fn event_schema_version() -> u32 {
+    orchestra_core::EVENT_SCHEMA_VERSION
+}

@@ -1,0 +1,152 @@
+//! The native orchestrator behind the JavaScript `Orchestrator` class.
+//!
+//! Requests and results cross as JSON strings in the core's snake_case
+//! shape; the facade (`lib/orchestrator.js`) converts keys at the border.
+//! Every async method is a napi `async fn` on napi's Tokio runtime, so the
+//! JS thread only parses and converts while Rust works.
+
+use std::sync::Arc;
+
+use napi::bindgen_prelude::within_runtime_if_available;
+use napi_derive::napi;
+use orchestra_core::{Orchestrator, RunRequest, session::Page};
+
+use crate::{
+    callback::{JsCallback, JsCallbackFn},
+    components::{JsAgent, JsManager, JsPlanner},
+    error::{NapiExt, binding_error},
+    store::NativeStore,
+    stream::NativeRunStream,
+};
+
+#[napi]
+pub struct NativeOrchestrator {
+    inner: Orchestrator,
+}
+
+fn parse_request(json: &str) -> napi::Result<RunRequest> {
+    RunRequest::from_json(json).napi()
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> napi::Result<String> {
+    serde_json::to_string(value).map_err(|e| binding_error("internal_error", e))
+}
+
+#[napi]
+impl NativeOrchestrator {
+    /// An orchestrator over the given store (in-memory when absent).
+    #[napi(constructor)]
+    pub fn new(store: Option<&NativeStore>) -> Self {
+        let builder = Orchestrator::builder();
+        let builder = match store {
+            Some(s) => builder.store(s.store()),
+            None => builder,
+        };
+        Self {
+            inner: builder.build(),
+        }
+    }
+
+    /// Registers (or replaces) an agent backed by a JS function.
+    #[napi]
+    pub fn add_agent(&self, name: String, description: String, callback: JsCallbackFn) {
+        let agent = JsAgent::new(name, description, JsCallback::new(callback));
+        self.inner.register_arc(Arc::new(agent));
+    }
+
+    #[napi]
+    pub fn remove_agent(&self, name: String) -> bool {
+        self.inner.remove_agent(&name)
+    }
+
+    /// The registered agents as JSON `[{name, description}]`.
+    #[napi]
+    pub fn agents(&self) -> napi::Result<String> {
+        to_json(&self.inner.agents())
+    }
+
+    /// Registers a group chat manager, selected with `{"manager": name}`.
+    #[napi]
+    pub fn add_manager(
+        &self,
+        name: String,
+        callback: JsCallbackFn,
+        should_terminate: bool,
+        filter_result: bool,
+    ) {
+        let manager = JsManager::new(JsCallback::new(callback), should_terminate, filter_result);
+        self.inner.register_manager(name, Arc::new(manager));
+    }
+
+    /// Registers a planner, selected with `{"planner": name}`.
+    #[napi]
+    pub fn add_planner(&self, name: String, callback: JsCallbackFn) {
+        let planner = JsPlanner::new(name.clone(), JsCallback::new(callback));
+        self.inner.register_planner(name, Arc::new(planner));
+    }
+
+    /// Runs a request (JSON) to the end; resolves to the result as JSON.
+    #[napi]
+    pub async fn run(&self, request: String) -> napi::Result<String> {
+        let request = parse_request(&request)?;
+        let result = self.inner.run(request).await.napi()?;
+        to_json(&result)
+    }
+
+    /// Starts a run and returns its event stream.
+    #[napi]
+    pub fn stream(&self, request: String) -> napi::Result<NativeRunStream> {
+        let request = parse_request(&request)?;
+        let stream = within_runtime_if_available(|| self.inner.stream(request)).napi()?;
+        Ok(NativeRunStream::new(stream))
+    }
+
+    /// Checks a request without running it.
+    #[napi]
+    pub fn validate(&self, request: String) -> napi::Result<()> {
+        let request = parse_request(&request)?;
+        self.inner.validate(&request).napi()
+    }
+
+    /// The session as JSON, or null when unknown.
+    #[napi]
+    pub async fn get_session(&self, id: String) -> napi::Result<Option<String>> {
+        match self.inner.get_session(&id).await.napi()? {
+            Some(s) => to_json(&s).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    #[napi]
+    pub async fn delete_session(&self, id: String) -> napi::Result<bool> {
+        self.inner.delete_session(&id).await.napi()
+    }
+
+    /// Session summaries as JSON, most recently updated first.
+    #[napi]
+    pub async fn list_sessions(&self, offset: u32, limit: u32) -> napi::Result<String> {
+        let page = Page {
+            offset: offset as usize,
+            limit: limit as usize,
+        };
+        let list = self.inner.list_sessions(page).await.napi()?;
+        to_json(&list)
+    }
+
+    /// Cancels a run in flight; false if it is not running here.
+    #[napi]
+    pub fn cancel(&self, run_id: String) -> bool {
+        self.inner.cancel(&run_id)
+    }
+
+    #[napi]
+    pub fn active_runs(&self) -> u32 {
+        u32::try_from(self.inner.active_runs()).unwrap_or(u32::MAX)
+    }
+
+    /// The store's kind ("memory", "redis").
+    #[napi]
+    pub fn store_kind(&self) -> String {
+        self.inner.store().kind().to_owned()
+    }
+}
