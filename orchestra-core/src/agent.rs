@@ -221,6 +221,7 @@ pub struct AgentContext {
     cancel: CancellationToken,
     deadline: Option<Instant>,
     events: EventSink,
+    handoff_targets: Arc<[AgentInfo]>,
 }
 
 impl AgentContext {
@@ -237,7 +238,22 @@ impl AgentContext {
             cancel,
             deadline,
             events,
+            handoff_targets: Arc::new([]),
         }
+    }
+
+    /// Sets the agents this call may hand off to (done by the handoff pattern).
+    #[must_use]
+    pub fn with_handoff_targets(mut self, targets: Vec<AgentInfo>) -> Self {
+        self.handoff_targets = targets.into();
+        self
+    }
+
+    /// The agents this call may hand off to: set in handoff runs (the allowed
+    /// routes of this agent), empty elsewhere. LLM agents turn them into
+    /// `transfer_to_<agent>` tools.
+    pub fn handoff_targets(&self) -> &[AgentInfo] {
+        &self.handoff_targets
     }
 
     /// A context for calling an agent outside any run (tests, tools).

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    agent::{AgentContext, AgentInput, AgentOutput, AgentRef, Usage},
+    agent::{AgentContext, AgentInfo, AgentInput, AgentOutput, AgentRef, Usage},
     error::{AgentError, ErrorInfo, OrchestraError},
     event::{EventKind, EventSink},
     message::Message,
@@ -114,6 +114,9 @@ pub struct Call {
     pub task: String,
     pub messages: Vec<Message>,
     pub label: Option<String>,
+    /// Agents the callee may hand off to (handoff runs); see
+    /// [`AgentContext::handoff_targets`].
+    pub handoff_targets: Vec<AgentInfo>,
 }
 
 impl Call {
@@ -122,7 +125,14 @@ impl Call {
             task: task.into(),
             messages,
             label: None,
+            handoff_targets: Vec::new(),
         }
+    }
+
+    #[must_use]
+    pub fn handoff_targets(mut self, targets: Vec<AgentInfo>) -> Self {
+        self.handoff_targets = targets;
+        self
     }
 
     #[must_use]
@@ -327,6 +337,11 @@ impl RunContext {
                     Err(AgentError::Cancelled) if self.p.cancel.is_cancelled() => {
                         return Err(OrchestraError::Cancelled);
                     }
+                    // The run's own deadline passed: that is the run timing out,
+                    // not this agent failing.
+                    Err(AgentError::Timeout(_)) if Instant::now() >= self.p.deadline => {
+                        return Err(OrchestraError::Timeout(self.p.limits.timeout));
+                    }
                     Err(e) if e.is_retryable() && retry < self.p.limits.retry.max_retries => {
                         retry += 1;
                         let delay = self.p.limits.retry.backoff(retry, &e);
@@ -411,7 +426,8 @@ impl RunContext {
             cancel.clone(),
             Some(deadline),
             self.p.events.clone(),
-        );
+        )
+        .with_handoff_targets(call.handoff_targets.clone());
         let input = AgentInput {
             task: call.task.clone(),
             messages: call.messages.clone(),
@@ -421,7 +437,20 @@ impl RunContext {
             metadata: self.p.metadata.clone(),
         };
         let span = tracing::debug_span!("agent", agent = %name, step = index);
-        let fut = tracing::Instrument::instrument(agent.invoke(input, ctx), span);
+        // A panicking agent fails its own call, not the run's task.
+        let fut = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+            tracing::Instrument::instrument(agent.invoke(input, ctx), span),
+        ));
+        let fut = async move {
+            fut.await.unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                Err(AgentError::msg(format!("agent panicked: {what}")))
+            })
+        };
         let result = tokio::select! {
             r = tokio::time::timeout_at(deadline, fut) => match r {
                 Ok(r) => r,

@@ -288,7 +288,7 @@ impl HeuristicPlanner {
                 (step("sequential", names, Value::Null), why)
             }
             _ => {
-                scored.sort_by(|a, b| b.1.cmp(&a.1));
+                scored.sort_by_key(|(_, score, _, _)| std::cmp::Reverse(*score));
                 let names: Vec<String> = scored.iter().map(|(a, ..)| a.name.clone()).collect();
                 let why = format!(
                     "concurrent [{}] merged: several agents match and the task does not order the work",

@@ -29,6 +29,7 @@ use serde_json::json;
 
 use super::{Pattern, PatternOutput, normalize};
 use crate::{
+    agent::AgentInfo,
     context::{Call, Components, RunContext, Scope},
     error::OrchestraError,
     event::EventKind,
@@ -96,13 +97,11 @@ impl Pattern for HandoffPattern {
                 }
             }
         }
-        if let Some(start) = &o.start {
-            if scope.find(start).is_none() {
-                return Err(OrchestraError::InvalidOptions {
-                    field: "options.start".into(),
-                    message: format!("'{start}' is not an agent of this run"),
-                });
-            }
+        if let Some(start) = o.start.as_ref().filter(|s| scope.find(s).is_none()) {
+            return Err(OrchestraError::InvalidOptions {
+                field: "options.start".into(),
+                message: format!("'{start}' is not an agent of this run"),
+            });
         }
         Ok(())
     }
@@ -132,8 +131,22 @@ impl Pattern for HandoffPattern {
         let mut seen = HashSet::new();
         let mut handoffs = 0u32;
         loop {
+            // The agents `active` may hand off to, so LLM agents can offer
+            // them as transfer tools.
+            let targets = scope
+                .agents
+                .iter()
+                .filter(|a| a.name() != active.name())
+                .filter(|a| {
+                    o.routes
+                        .get(active.name())
+                        .is_none_or(|ts| ts.iter().any(|t| t == a.name()))
+                })
+                .map(|a| AgentInfo::of(a.as_ref()))
+                .collect();
             let call = Call::new(scope.task.clone(), ctx.conversation())
-                .label(format!("turn {}", handoffs));
+                .label(format!("turn {}", handoffs))
+                .handoff_targets(targets);
             let out = ctx.invoke(&active, call).await?;
             let Some(handoff) = out.output.handoff.clone() else {
                 return Ok(PatternOutput {
@@ -146,7 +159,7 @@ impl Pattern for HandoffPattern {
             let allowed = o
                 .routes
                 .get(&from)
-                .is_none_or(|targets| targets.iter().any(|t| *t == handoff.to));
+                .is_none_or(|targets| targets.contains(&handoff.to));
             let target = scope.find(&handoff.to).cloned();
             let (true, Some(target)) = (allowed, target) else {
                 return Err(OrchestraError::InvalidHandoff {

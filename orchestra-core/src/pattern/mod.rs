@@ -35,7 +35,10 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 
 pub use concurrent::{Aggregator, Concurrent, ConcurrentOptions, FailurePolicy};
-pub use dynamic::{Dynamic, DynamicOptions, HeuristicPlanner, Ledger, Plan, PlanStep, Planner};
+pub use dynamic::{
+    Dynamic, DynamicOptions, HeuristicPlanner, Ledger, LedgerEntry, Plan, PlanRequest, PlanStep,
+    Planner,
+};
 pub use group_chat::{
     ChatState, FnManager, GroupChat, GroupChatManager, GroupChatOptions, RoundRobinManager,
     SpeakerChoice, Termination,

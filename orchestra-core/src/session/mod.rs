@@ -30,6 +30,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use memory::{MemoryStore, MemoryStoreConfig};
+#[cfg(feature = "redis")]
+pub(crate) use redis::RedisLink;
+#[cfg(feature = "redis")]
+pub use redis::{RedisStore, RedisStoreConfig};
 
 use crate::{
     error::{OrchestraError, StoreError},
@@ -204,8 +208,15 @@ where
             }
             Err(StoreError::Conflict { .. }) if attempt < MAX_UPDATE_ATTEMPTS => {
                 tracing::debug!(session_id = id, attempt, "session write conflict; retrying");
-                // Let the writer that won finish before re-reading.
-                tokio::task::yield_now().await;
+                // Let the writer that won finish before re-reading; under heavy
+                // contention spread the retries out so they stop colliding.
+                if attempt <= 3 {
+                    tokio::task::yield_now().await;
+                } else {
+                    let cap = u64::from(attempt).min(50);
+                    tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(1..=cap)))
+                        .await;
+                }
             }
             Err(e) => return Err(e.into()),
         }

@@ -1,0 +1,135 @@
+//! Sessions: continuing conversations, shared state, and concurrent writers.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use orchestra_core::{
+    AgentInput, AgentOutput, FnAgent, Orchestrator, Role, RunRequest, RunStatus,
+    session::{MemoryStore, MemoryStoreConfig, SessionStore},
+};
+use serde_json::json;
+
+#[tokio::test]
+async fn continuing_a_session_gives_agents_the_earlier_conversation() {
+    let orch = Orchestrator::new();
+    orch.register(tagger("a"));
+    let (b, seen) = recorder("b", "second answer");
+    orch.register(b);
+    let first = orch
+        .run(RunRequest::new("sequential", "first question").agents(["a"]))
+        .await
+        .unwrap();
+    orch.run(
+        RunRequest::new("sequential", "second question")
+            .agents(["b"])
+            .session(&first.session_id),
+    )
+    .await
+    .unwrap();
+    let msgs: Vec<_> = seen.lock().unwrap()[0]
+        .messages
+        .iter()
+        .map(|m| (m.role, m.content.clone()))
+        .collect();
+    assert_eq!(
+        msgs,
+        [
+            (Role::User, "first question".to_owned()),
+            (Role::Assistant, "a(first question)".into()),
+            (Role::User, "second question".into()),
+        ]
+    );
+    let s = orch.get_session(&first.session_id).await.unwrap().unwrap();
+    assert_eq!(s.messages.len(), 4);
+    assert_eq!(s.runs.len(), 2);
+    assert!(s.runs.iter().all(|r| r.status == RunStatus::Completed));
+    assert!(orch.delete_session(&first.session_id).await.unwrap());
+    assert!(orch.get_session(&first.session_id).await.unwrap().is_none());
+    assert!(!orch.delete_session(&first.session_id).await.unwrap());
+}
+
+#[tokio::test]
+async fn agents_share_state_through_merge_patches() {
+    let orch = Orchestrator::new();
+    orch.register(FnAgent::new(
+        "counter",
+        "counts",
+        |i: AgentInput, _| async move {
+            let n = i.state["count"].as_i64().unwrap_or(0);
+            AgentOutput::text(format!("count was {n}"))
+                .with_state_patch(json!({"count": n + 1, "by": "counter"}))
+        },
+    ));
+    let r = orch
+        .run(
+            RunRequest::new("sequential", "t")
+                .agents(["counter", "counter"])
+                .session("state-1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.output.as_deref(),
+        Some("count was 1"),
+        "the second step sees the first's patch"
+    );
+    let s = orch.get_session("state-1").await.unwrap().unwrap();
+    assert_eq!(s.state, json!({"count": 2, "by": "counter"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_concurrent_runs_on_one_session_all_land() {
+    let store = Arc::new(MemoryStore::new());
+    let orch = Orchestrator::builder().store(store.clone()).build();
+    orch.register(tagger("a"));
+    orch.register(tagger("b"));
+    let runs = (0..64).map(|i| {
+        let orch = orch.clone();
+        tokio::spawn(async move {
+            orch.run(
+                RunRequest::new("sequential", format!("task {i}"))
+                    .agents(["a", "b"])
+                    .session("shared"),
+            )
+            .await
+            .unwrap()
+        })
+    });
+    for r in futures::future::join_all(runs).await {
+        assert_eq!(r.unwrap().status, RunStatus::Completed);
+    }
+    let s = store.get("shared").await.unwrap().unwrap();
+    assert_eq!(s.runs.len(), 64);
+    assert_eq!(s.messages.len(), 64 * 3);
+    for i in 0..64 {
+        let task = format!("task {i}");
+        let at = s
+            .messages
+            .iter()
+            .position(|m| m.content == task)
+            .expect("user message kept");
+        // Each run's messages stay together and in order.
+        assert_eq!(s.messages[at + 1].content, format!("a({task})"));
+        assert_eq!(s.messages[at + 2].content, format!("b(a({task}))"));
+    }
+    // Every write bumped the version: one at each run's start and end.
+    assert_eq!(s.version, 128);
+}
+
+#[tokio::test]
+async fn the_memory_store_never_grows_past_its_bound() {
+    let store = Arc::new(MemoryStore::with_config(MemoryStoreConfig {
+        ttl: None,
+        max_sessions: 10,
+    }));
+    let orch = Orchestrator::builder().store(store.clone()).build();
+    orch.register(tagger("a"));
+    for _ in 0..50 {
+        orch.run(RunRequest::new("sequential", "t").agents(["a"]))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.len(), 10);
+}
