@@ -1,0 +1,24 @@
+'use strict'
+// orchestra-sdk: multi-agent orchestration on the Orchestra Rust core.
+
+const { Orchestrator, RunStream, PATTERNS } = require('./lib/orchestrator')
+const { Handoff } = require('./lib/handoff')
+const { MemoryStore, RedisStore } = require('./lib/stores')
+const errors = require('./lib/errors')
+const native = require('./lib/native')
+
+module.exports = {
+  Orchestrator,
+  RunStream,
+  Handoff,
+  MemoryStore,
+  RedisStore,
+  OrchestraError: errors.OrchestraError,
+  InvalidRequestError: errors.InvalidRequestError,
+  AgentError: errors.AgentError,
+  TimeoutError: errors.TimeoutError,
+  CancelledError: errors.CancelledError,
+  StoreError: errors.StoreError,
+  PATTERNS,
+  EVENT_SCHEMA_VERSION: native.eventSchemaVersion(),
+}

@@ -1,0 +1,20 @@
+// ESM entry point: the same objects as the CommonJS entry.
+import sdk from './index.js'
+
+export const {
+  Orchestrator,
+  RunStream,
+  Handoff,
+  MemoryStore,
+  RedisStore,
+  OrchestraError,
+  InvalidRequestError,
+  AgentError,
+  TimeoutError,
+  CancelledError,
+  StoreError,
+  PATTERNS,
+  EVENT_SCHEMA_VERSION,
+} = sdk
+
+export default sdk

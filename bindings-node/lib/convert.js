@@ -1,0 +1,54 @@
+'use strict'
+// The one place keys change case at the border.
+//
+// The core's JSON is snake_case; the JS API is camelCase. Conversion is
+// structural: keys of user data (`data`, `state`, `metadata`, `statePatch`,
+// tool `arguments`/`result`) are never touched, and maps keyed by agent names
+// (`fallbacks`, `routes`) keep their keys while their values are converted.
+
+const OPAQUE = new Set(['data', 'state', 'metadata', 'state_patch', 'arguments'])
+const NAME_KEYED = new Set(['fallbacks', 'routes'])
+
+const toCamelKey = (k) => k.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase())
+const toSnakeKey = (k) => k.replace(/([a-z0-9])([A-Z])/g, '$1_$2').replace(/([A-Z])(?=[A-Z][a-z])/g, '$1_').toLowerCase()
+
+function convert(value, keyFn, opaque) {
+  if (Array.isArray(value)) return value.map((v) => convert(v, keyFn, opaque))
+  if (value === null || typeof value !== 'object') return value
+  const out = {}
+  for (const [k, v] of Object.entries(value)) {
+    if (v === undefined) continue
+    const snake = toSnakeKey(k)
+    const key = keyFn(k)
+    if (OPAQUE.has(snake) || opaque.has(snake)) {
+      out[key] = v
+    } else if (NAME_KEYED.has(snake) && v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      const inner = {}
+      for (const [name, x] of Object.entries(v)) inner[name] = convert(x, keyFn, opaque)
+      out[key] = inner
+    } else {
+      out[key] = convert(v, keyFn, opaque)
+    }
+  }
+  return out
+}
+
+const NONE = new Set()
+const TOOL_RESULT = new Set(['result'])
+
+/** Core JSON (snake_case) to the JS shape (camelCase). */
+function toCamel(value) {
+  return convert(value, toCamelKey, NONE)
+}
+
+/** JS shape (camelCase, snake_case accepted) to core JSON (snake_case). */
+function toSnake(value) {
+  return convert(value, toSnakeKey, NONE)
+}
+
+/** An event's camelCase view; a tool result is user data. */
+function eventToCamel(raw) {
+  return convert(raw, toCamelKey, raw.type === 'tool_completed' ? TOOL_RESULT : NONE)
+}
+
+module.exports = { toCamel, toSnake, eventToCamel, toCamelKey, toSnakeKey }

@@ -1,0 +1,377 @@
+'use strict'
+// The public Orchestrator: a thin facade over the native core.
+
+const native = require('./native')
+const { toCamel, toSnake, eventToCamel } = require('./convert')
+const { fromNative, fromInfo, OrchestraError } = require('./errors')
+const { Handoff } = require('./handoff')
+const { MemoryStore, RedisStore } = require('./stores')
+
+const PATTERNS = ['sequential', 'concurrent', 'handoff', 'group_chat', 'dynamic']
+
+function errorMessage(e) {
+  if (e instanceof Error) return e.message || e.name
+  if (typeof e === 'string') return e
+  try {
+    return JSON.stringify(e)
+  } catch {
+    return String(e)
+  }
+}
+
+// Wraps a user function (sync or async) as the native callback shape:
+// JSON string in, Promise of a JSON envelope out. Never throws or rejects.
+function wrapCallback(fn, decode, encode) {
+  return async function orchestraCallback(json) {
+    try {
+      const value = await fn(decode(JSON.parse(json)))
+      return JSON.stringify({ ok: encode(value) })
+    } catch (e) {
+      let message = errorMessage(e)
+      if (message === '') message = 'agent failed'
+      return JSON.stringify({ error: { message, retryable: Boolean(e && e.retryable) } })
+    }
+  }
+}
+
+function decodeInput(raw) {
+  return toCamel(raw)
+}
+
+// string | Handoff | { content, data?, statePatch?, usage?, handoff? } -> core AgentOutput JSON.
+function encodeOutput(value) {
+  if (typeof value === 'string') return { content: value }
+  if (value instanceof Handoff) return { content: value.reason, handoff: value.toJSON() }
+  if (value === null || typeof value !== 'object') return value === undefined ? null : value
+  const out = toSnake(value)
+  if (value.handoff instanceof Handoff) out.handoff = value.handoff.toJSON()
+  if (out.handoff && out.content === undefined) out.content = out.handoff.reason ?? ''
+  if (out.content === undefined) out.content = ''
+  if (out.usage && out.usage.total_tokens === undefined) {
+    out.usage.total_tokens = (out.usage.prompt_tokens ?? 0) + (out.usage.completion_tokens ?? 0)
+  }
+  return out
+}
+
+function encodeChoice(value) {
+  if (value === null || value === undefined || value === false) return null
+  if (typeof value === 'string') return { agent: value, reason: 'custom manager' }
+  return { agent: value.agent, reason: value.reason ?? '' }
+}
+
+function encodeOptionalText(fallback) {
+  return (value) => {
+    if (value === null || value === undefined || value === false) return null
+    if (value === true) return fallback
+    return String(value)
+  }
+}
+
+function isEvent(raw) {
+  return raw !== null && typeof raw === 'object' && typeof raw.type === 'string'
+}
+
+/** A camelCase event whose JSON form (`toJSON`) is the core's exact event JSON. */
+function toEvent(raw) {
+  const event = eventToCamel(raw)
+  Object.defineProperty(event, 'toJSON', { value: () => raw, enumerable: false })
+  Object.defineProperty(event, 'raw', { value: raw, enumerable: false })
+  return event
+}
+
+function buildRequest(pattern, task, opts = {}) {
+  if (typeof pattern !== 'string') throw new TypeError('pattern must be a string')
+  if (typeof task !== 'string') throw new TypeError('task must be a string')
+  const request = { pattern, task }
+  if (opts.agents !== undefined && opts.agents !== null) request.agents = [...opts.agents]
+  if (opts.sessionId !== undefined && opts.sessionId !== null) request.session_id = opts.sessionId
+  if (opts.options !== undefined && opts.options !== null) request.options = toSnake(opts.options)
+  if (opts.metadata !== undefined && opts.metadata !== null) request.metadata = opts.metadata
+  return JSON.stringify(request)
+}
+
+/** The events of one run, as an async iterator. Breaking out of `for await` cancels the run. */
+class RunStream {
+  constructor(handle) {
+    this._handle = handle
+    this._buffer = []
+    this._at = 0
+    this._done = false
+    this._result = null
+    /** The run's id. */
+    this.runId = handle.runId
+    /** The session the run writes to. */
+    this.sessionId = handle.sessionId
+  }
+
+  [Symbol.asyncIterator]() {
+    return this
+  }
+
+  async _fill() {
+    let json
+    try {
+      json = await this._handle.next()
+    } catch (e) {
+      throw fromNative(e)
+    }
+    if (json === null) {
+      this._done = true
+      return
+    }
+    this._buffer = JSON.parse(json)
+    this._at = 0
+  }
+
+  async next() {
+    while (this._at >= this._buffer.length && !this._done) await this._fill()
+    if (this._at < this._buffer.length) {
+      const raw = this._buffer[this._at]
+      this._buffer[this._at++] = undefined
+      const event = toEvent(raw)
+      if (isEvent(raw) && raw.result && ['run_completed', 'run_failed', 'run_cancelled'].includes(raw.type)) {
+        this._result = event.result
+      }
+      return { value: event, done: false }
+    }
+    return { value: undefined, done: true }
+  }
+
+  /** Cancels the run and waits until it has ended (and is recorded as cancelled). */
+  async return() {
+    this.cancel()
+    await this._drain()
+    return { value: undefined, done: true }
+  }
+
+  /** Requests cancellation; the stream then ends with `run_cancelled`. */
+  cancel() {
+    if (!this._done) this._handle.cancel()
+  }
+
+  async _drain() {
+    for (;;) {
+      const { done } = await this.next()
+      if (done) return
+    }
+  }
+
+  /** Consumes the rest of the stream and resolves to the run's result. */
+  async result() {
+    await this._drain()
+    return this._result
+  }
+}
+
+/**
+ * Coordinates agents with one of five patterns: sequential, concurrent,
+ * handoff, group_chat, dynamic.
+ */
+class Orchestrator {
+  constructor(config = {}) {
+    const store = config.store
+    if (store !== undefined && store !== null && !(store instanceof MemoryStore || store instanceof RedisStore)) {
+      throw new TypeError('store must be a MemoryStore or a RedisStore')
+    }
+    try {
+      this._native = new native.NativeOrchestrator(store ? store._native : null)
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /**
+   * Registers (or replaces) an agent. `fn(input)` may be sync or async and
+   * returns a string, `{ content, data?, statePatch?, usage? }` or a `Handoff`.
+   * A thrown error fails the call; set `error.retryable = true` to let the
+   * retry policy try again.
+   */
+  addAgent(name, fn, { description = '' } = {}) {
+    if (typeof name !== 'string' || name === '') throw new TypeError('agent name must be a non-empty string')
+    if (typeof fn !== 'function') throw new TypeError('agent must be a function')
+    this._native.addAgent(name, String(description), wrapCallback(fn, decodeInput, encodeOutput))
+    return this
+  }
+
+  /** Removes an agent; false if there was none. */
+  removeAgent(name) {
+    return this._native.removeAgent(name)
+  }
+
+  /** The registered agents, in registration order. */
+  agents() {
+    return JSON.parse(this._native.agents())
+  }
+
+  /**
+   * Registers a group chat manager, used with `options: { manager: name }`.
+   * Either a function `(chat) => speaker | { agent, reason } | null` (null ends
+   * the chat) or an object `{ selectNext, shouldTerminate?, filterResult? }`.
+   */
+  addManager(name, manager) {
+    const m = typeof manager === 'function' ? { selectNext: manager } : manager
+    if (!m || typeof m.selectNext !== 'function') {
+      throw new TypeError('manager must be a function or an object with selectNext(chat)')
+    }
+    const methods = {
+      select_next: [m.selectNext.bind(m), encodeChoice],
+      should_terminate: [m.shouldTerminate?.bind(m), encodeOptionalText('custom termination')],
+      filter_result: [m.filterResult?.bind(m), encodeOptionalText('')],
+    }
+    const dispatch = async (call) => {
+      const [fn, encode] = methods[call.method] ?? []
+      if (!fn) throw new OrchestraError(`manager has no ${call.method}`)
+      const chat = toCamel(call.chat)
+      chat.runId = call.run_id
+      chat.sessionId = call.session_id
+      return encode(await fn(chat))
+    }
+    const cb = wrapCallback(dispatch, (x) => x, (x) => x)
+    this._native.addManager(name, cb, typeof m.shouldTerminate === 'function', typeof m.filterResult === 'function')
+    return this
+  }
+
+  /**
+   * Registers a planner for the dynamic pattern, used with
+   * `options: { planner: name }`. `fn(request)` returns
+   * `{ steps: [{ pattern, agents, task, options? }], rationale }`; it is
+   * called again with `request.ledger` when the run replans.
+   */
+  addPlanner(name, fn) {
+    if (typeof fn !== 'function') throw new TypeError('planner must be a function')
+    const decode = (raw) => toCamel(raw)
+    const encode = (plan) => {
+      if (plan === null || typeof plan !== 'object') return plan ?? null
+      const out = toSnake(plan)
+      if (out.rationale === undefined) out.rationale = ''
+      return out
+    }
+    this._native.addPlanner(name, wrapCallback(fn, decode, encode))
+    return this
+  }
+
+  /**
+   * Runs a pattern to the end. Rejects only for invalid requests
+   * (`InvalidRequestError`); a run that started resolves with its status and
+   * error. With `throwOnFailure: true` a run that did not complete rejects
+   * with the matching `OrchestraError` (its `result` attached). With `signal`
+   * the run is cancelled when the signal aborts.
+   */
+  async run(pattern, task, opts = {}) {
+    const request = buildRequest(pattern, task, opts)
+    let result
+    if (opts.signal) {
+      result = await this._runWithSignal(request, opts.signal)
+    } else {
+      let json
+      try {
+        json = await this._native.run(request)
+      } catch (e) {
+        throw fromNative(e)
+      }
+      result = toCamel(JSON.parse(json))
+    }
+    if (opts.throwOnFailure && result.status !== 'completed') {
+      throw fromInfo(result.error ?? { code: result.status, message: `run ended ${result.status}` }, { result })
+    }
+    return result
+  }
+
+  async _runWithSignal(request, signal) {
+    let handle
+    try {
+      handle = this._native.stream(request)
+    } catch (e) {
+      throw fromNative(e)
+    }
+    const stream = new RunStream(handle)
+    const onAbort = () => stream.cancel()
+    if (signal.aborted) stream.cancel()
+    else signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      return await stream.result()
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+    }
+  }
+
+  /**
+   * Starts a run and returns its events as an async iterator. Throws
+   * `InvalidRequestError` at once for an invalid request.
+   */
+  stream(pattern, task, opts = {}) {
+    const request = buildRequest(pattern, task, opts)
+    let handle
+    try {
+      handle = this._native.stream(request)
+    } catch (e) {
+      throw fromNative(e)
+    }
+    const stream = new RunStream(handle)
+    if (opts.signal) {
+      if (opts.signal.aborted) stream.cancel()
+      else opts.signal.addEventListener('abort', () => stream.cancel(), { once: true })
+    }
+    return stream
+  }
+
+  /** Checks a request without running it; throws `InvalidRequestError`. */
+  validate(pattern, task, opts = {}) {
+    try {
+      this._native.validate(buildRequest(pattern, task, opts))
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /** The session, or null when unknown. */
+  async getSession(sessionId) {
+    let json
+    try {
+      json = await this._native.getSession(sessionId)
+    } catch (e) {
+      throw fromNative(e)
+    }
+    return json === null ? null : toCamel(JSON.parse(json))
+  }
+
+  /** Deletes a session; false if there was none. */
+  async deleteSession(sessionId) {
+    try {
+      return await this._native.deleteSession(sessionId)
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /** Session summaries, most recently updated first. */
+  async listSessions({ offset = 0, limit = 50 } = {}) {
+    try {
+      return toCamel(JSON.parse(await this._native.listSessions(offset, limit)))
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /** Cancels a run in flight in this process; false if it is not running here. */
+  cancel(runId) {
+    return this._native.cancel(runId)
+  }
+
+  /** Number of runs in flight. */
+  get activeRuns() {
+    return this._native.activeRuns()
+  }
+
+  /** "memory" or "redis". */
+  get storeKind() {
+    return this._native.storeKind()
+  }
+
+  /** The five pattern names. */
+  static get patterns() {
+    return [...PATTERNS]
+  }
+}
+
+module.exports = { Orchestrator, RunStream, toEvent, PATTERNS }
