@@ -1,0 +1,298 @@
+//! Server configuration: defaults, then a TOML file, then `ORCHESTRA_*`
+//! environment variables (`__` separates nested keys), then CLI flags.
+//!
+//! ```
+//! use orchestra_server::config::Config;
+//! let config = Config::from_toml_str(r#"
+//!     bind = "127.0.0.1:9000"
+//!     [[agents]]
+//!     name = "search"
+//!     kind = "http"
+//!     description = "searches the wiki"
+//!     url = "http://127.0.0.1:7001/invoke"
+//!     headers = { Authorization = "env:SEARCH_TOKEN" }
+//! "#).unwrap();
+//! assert_eq!(config.bind.port(), 9000);
+//! assert_eq!(config.agents[0].kind, "http");
+//! assert!(!config.demo_agents_enabled());
+//! ```
+
+use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration error: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration error: {0}")]
+    Invalid(String),
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Everything the server reads at start-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address and port to listen on.
+    pub bind: SocketAddr,
+    /// Session store: "memory" (default). Other stores are added by their features.
+    pub store: String,
+    /// Redis URL, for `store = "redis"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    /// Idle time after which a session expires.
+    pub session_ttl_secs: u64,
+    /// Most sessions kept by the memory store (least recently used go first).
+    pub max_sessions: usize,
+    /// Run time limit when a request sets no `options.timeout_ms`.
+    pub default_timeout_ms: u64,
+    /// Per-agent-call limit when a request sets none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_agent_timeout_ms: Option<u64>,
+    /// Agent-call limit per run when a request sets no `options.max_iterations`.
+    pub max_iterations: u32,
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// Time limit of non-streaming HTTP requests (streams are not cut).
+    pub request_timeout_ms: u64,
+    /// How long in-flight runs may go on after a shutdown signal before they are cancelled.
+    pub drain_timeout_ms: u64,
+    /// Interval of SSE keep-alive comments.
+    pub sse_keep_alive_secs: u64,
+    pub log_format: LogFormat,
+    /// A tracing filter, e.g. "info" or "orchestra_server=debug,info"; `RUST_LOG` wins when set.
+    pub log_level: String,
+    pub cors: CorsConfig,
+    pub auth: AuthConfig,
+    /// Register the built-in demo agents. Default: only when no agents are configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demo_agents: Option<bool>,
+    pub agents: Vec<AgentConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([0, 0, 0, 0], 8001)),
+            store: "memory".into(),
+            redis_url: None,
+            session_ttl_secs: 24 * 3600,
+            max_sessions: 10_000,
+            default_timeout_ms: 300_000,
+            default_agent_timeout_ms: None,
+            max_iterations: 100,
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_ms: 330_000,
+            drain_timeout_ms: 30_000,
+            sse_keep_alive_secs: 15,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            cors: CorsConfig::default(),
+            auth: AuthConfig::default(),
+            demo_agents: None,
+            agents: Vec::new(),
+        }
+    }
+}
+
+/// Cross-origin access for browser clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Allowed origins; `["*"]` allows any. Empty: no cross-origin access.
+    pub allowed_origins: Vec<String>,
+    pub max_age_secs: u64,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            max_age_secs: 600,
+        }
+    }
+}
+
+/// Bearer API keys. With no keys, auth is off.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Accepted keys; a value `env:NAME` is read from that environment variable.
+    pub api_keys: Vec<String>,
+    /// Require a key for `GET /health` too.
+    pub protect_health: bool,
+    /// Require a key for `GET /metrics` too.
+    pub protect_metrics: bool,
+}
+
+/// One `[[agents]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub name: String,
+    /// "http" (a generic agent service) or "demo" (a built-in demo agent by name).
+    pub kind: String,
+    #[serde(default)]
+    pub description: String,
+    /// Where the service listens (kind "http").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Time limit of one call, in milliseconds (kind "http"; default 60 000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Headers sent with every call; a value `env:NAME` is read from that environment variable.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Probed with GET by `/agents` and `/health` when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_url: Option<String>,
+    /// When true, `/health` answers 503 while this agent's health probe fails.
+    #[serde(default)]
+    pub critical: bool,
+}
+
+/// Values given on the command line; `None` leaves the lower layers alone.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demo_agents: Option<bool>,
+}
+
+impl Config {
+    /// Loads defaults → `file` (if any) → `ORCHESTRA_*` env → `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("ORCHESTRA_").split("__").ignore(&["config"]))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML document over the defaults (no environment), for tests and embedding.
+    pub fn from_toml_str(toml: &str) -> Result<Self, ConfigError> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(toml))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for a in &self.agents {
+            if a.name.trim().is_empty() {
+                return Err(ConfigError::Invalid("an agent has an empty name".into()));
+            }
+            if !seen.insert(a.name.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "agent '{}' is configured twice",
+                    a.name
+                )));
+            }
+        }
+        if self.body_limit_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "body_limit_bytes must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the built-in demo agents are registered.
+    pub fn demo_agents_enabled(&self) -> bool {
+        self.demo_agents.unwrap_or(self.agents.is_empty())
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// Resolves `env:NAME` to the variable's value; other values are literal.
+pub fn resolve_secret(value: &str) -> Result<String, ConfigError> {
+    match value.strip_prefix("env:") {
+        Some(var) => std::env::var(var.trim()).map_err(|_| {
+            ConfigError::Invalid(format!("environment variable {var} is not set"))
+        }),
+        None => Ok(value.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_listen_on_8001_with_memory_sessions_and_demo_agents() {
+        let c = Config::default();
+        assert_eq!(c.bind.to_string(), "0.0.0.0:8001");
+        assert_eq!(c.store, "memory");
+        assert!(c.demo_agents_enabled());
+    }
+
+    #[test]
+    fn unknown_agent_keys_are_rejected() {
+        let e = Config::from_toml_str(
+            "[[agents]]\nname = \"a\"\nkind = \"http\"\nurll = \"http://x\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("urll"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_agent_names_are_rejected() {
+        let e = Config::from_toml_str(
+            "[[agents]]\nname = \"a\"\nkind = \"demo\"\n[[agents]]\nname = \"a\"\nkind = \"demo\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment() {
+        assert_eq!(resolve_secret("plain").unwrap(), "plain");
+        let missing = resolve_secret("env:ORCHESTRA_TEST_SURELY_UNSET_VAR").unwrap_err();
+        assert!(missing.to_string().contains("not set"));
+        let path = resolve_secret("env:PATH").unwrap();
+        assert!(!path.is_empty());
+    }
+}

@@ -1,0 +1,256 @@
+//! Prometheus metrics. Run and agent metrics are derived from the event
+//! stream every request already consumes, so the core needs no hooks; store
+//! latency comes from [`MeteredStore`], a wrapper around the session store.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `orchestra_runs_total` | counter | pattern, status |
+//! | `orchestra_run_duration_seconds` | histogram | pattern, status |
+//! | `orchestra_agent_call_duration_seconds` | histogram | agent |
+//! | `orchestra_agent_errors_total` | counter | agent, code |
+//! | `orchestra_active_runs` | gauge | |
+//! | `orchestra_active_streams` | gauge | |
+//! | `orchestra_store_operation_duration_seconds` | histogram | store, op, outcome |
+//! | `orchestra_http_requests_total` | counter | method, route, status |
+//! | `orchestra_http_request_duration_seconds` | histogram | method, route |
+
+use std::{sync::OnceLock, time::Instant};
+
+use async_trait::async_trait;
+use axum::{
+    extract::{MatchedPath, Request},
+    middleware::Next,
+    response::Response,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use orchestra_core::{
+    EventKind, OrchestrationEvent, RunResult, StoreError,
+    session::{Page, Session, SessionStore, SessionSummary},
+};
+
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0, 300.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide Prometheus recorder. Installed once; if the embedding
+/// program installed another recorder first, metrics go there and this
+/// handle renders an empty page.
+pub fn prometheus() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = || {
+                PrometheusBuilder::new()
+                    .set_buckets_for_metric(
+                        Matcher::Suffix("duration_seconds".into()),
+                        DURATION_BUCKETS,
+                    )
+                    .unwrap_or_else(|_| PrometheusBuilder::new())
+            };
+            match builder().install_recorder() {
+                Ok(handle) => {
+                    describe();
+                    handle
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a metrics recorder is already installed; /metrics will be empty");
+                    builder().build_recorder().handle()
+                }
+            }
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_counter!("orchestra_runs_total", "Runs finished, by pattern and status.");
+    metrics::describe_histogram!(
+        "orchestra_run_duration_seconds",
+        metrics::Unit::Seconds,
+        "Run duration, by pattern and status."
+    );
+    metrics::describe_histogram!(
+        "orchestra_agent_call_duration_seconds",
+        metrics::Unit::Seconds,
+        "Duration of successful agent calls, by agent."
+    );
+    metrics::describe_counter!(
+        "orchestra_agent_errors_total",
+        "Failed agent call attempts, by agent and error code."
+    );
+    metrics::describe_gauge!("orchestra_active_runs", "Runs in flight.");
+    metrics::describe_gauge!("orchestra_active_streams", "Open SSE streams.");
+    metrics::describe_histogram!(
+        "orchestra_store_operation_duration_seconds",
+        metrics::Unit::Seconds,
+        "Session store operation latency, by operation and outcome."
+    );
+    metrics::describe_counter!(
+        "orchestra_http_requests_total",
+        "HTTP requests, by method, route and status."
+    );
+    metrics::describe_histogram!(
+        "orchestra_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "HTTP request latency until the response head, by method and route."
+    );
+}
+
+/// Records what one event says about agents and runs.
+pub fn observe(event: &OrchestrationEvent) {
+    match &event.kind {
+        EventKind::AgentCompleted {
+            agent, duration_ms, ..
+        } => {
+            metrics::histogram!("orchestra_agent_call_duration_seconds", "agent" => agent.clone())
+                .record(*duration_ms as f64 / 1000.0);
+        }
+        EventKind::AgentFailed { agent, error, .. } => {
+            metrics::counter!(
+                "orchestra_agent_errors_total",
+                "agent" => agent.clone(),
+                "code" => error.code.clone()
+            )
+            .increment(1);
+        }
+        kind => {
+            if let Some(result) = kind.result() {
+                observe_run(result);
+            }
+        }
+    }
+}
+
+fn observe_run(r: &RunResult) {
+    let status = r.status.as_str();
+    metrics::counter!("orchestra_runs_total", "pattern" => r.pattern.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!(
+        "orchestra_run_duration_seconds",
+        "pattern" => r.pattern.clone(),
+        "status" => status
+    )
+    .record(r.duration_ms as f64 / 1000.0);
+}
+
+/// Counts a run (and, for streams, an open stream) while it lives.
+pub struct InFlight {
+    stream: bool,
+}
+
+impl InFlight {
+    pub fn run() -> Self {
+        metrics::gauge!("orchestra_active_runs").increment(1.0);
+        Self { stream: false }
+    }
+
+    pub fn stream() -> Self {
+        metrics::gauge!("orchestra_active_runs").increment(1.0);
+        metrics::gauge!("orchestra_active_streams").increment(1.0);
+        Self { stream: true }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!("orchestra_active_runs").decrement(1.0);
+        if self.stream {
+            metrics::gauge!("orchestra_active_streams").decrement(1.0);
+        }
+    }
+}
+
+/// Request counts and latency by matched route (not raw path, so session ids
+/// do not explode the label space).
+pub async fn http_metrics(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let response = next.run(req).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    metrics::histogram!(
+        "orchestra_http_request_duration_seconds",
+        "method" => method.clone(),
+        "route" => route.clone()
+    )
+    .record(elapsed);
+    metrics::counter!(
+        "orchestra_http_requests_total",
+        "method" => method,
+        "route" => route,
+        "status" => response.status().as_u16().to_string()
+    )
+    .increment(1);
+    response
+}
+
+/// A session store that times every operation.
+pub struct MeteredStore<S> {
+    inner: S,
+}
+
+impl<S: SessionStore> MeteredStore<S> {
+    pub fn new(inner: S) -> Self {
+        Self { inner }
+    }
+
+    fn record<T>(&self, op: &'static str, start: Instant, r: &Result<T, StoreError>) {
+        let outcome = match r {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        };
+        metrics::histogram!(
+            "orchestra_store_operation_duration_seconds",
+            "store" => self.inner.kind(),
+            "op" => op,
+            "outcome" => outcome
+        )
+        .record(start.elapsed().as_secs_f64());
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore> SessionStore for MeteredStore<S> {
+    async fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        let start = Instant::now();
+        let r = self.inner.get(id).await;
+        self.record("get", start, &r);
+        r
+    }
+
+    async fn put(&self, session: &Session, expected: Option<u64>) -> Result<u64, StoreError> {
+        let start = Instant::now();
+        let r = self.inner.put(session, expected).await;
+        self.record("put", start, &r);
+        r
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        let start = Instant::now();
+        let r = self.inner.delete(id).await;
+        self.record("delete", start, &r);
+        r
+    }
+
+    async fn list(&self, page: Page) -> Result<Vec<SessionSummary>, StoreError> {
+        let start = Instant::now();
+        let r = self.inner.list(page).await;
+        self.record("list", start, &r);
+        r
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let start = Instant::now();
+        let r = self.inner.ping().await;
+        self.record("ping", start, &r);
+        r
+    }
+
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+}

@@ -1,0 +1,9 @@
+//! HTTP handlers, one module per resource.
+
+pub mod agents;
+pub mod health;
+pub mod metrics;
+pub mod openapi;
+pub mod orchestrate;
+pub mod patterns;
+pub mod sessions;

@@ -1,0 +1,152 @@
+//! `GET /openapi.json`: the OpenAPI 3.1 document, generated from the code.
+//!
+//! Paths and server-side bodies come from utoipa annotations on the handlers.
+//! The core's types (request, result, session, events) derive `schemars`
+//! schemas; they are generated here with `$ref`s pointing into
+//! `#/components/schemas`, so the document describes exactly what the core
+//! serializes. The placeholders below give those schemas names that the
+//! utoipa annotations can refer to.
+
+use std::{borrow::Cow, sync::OnceLock};
+
+use axum::{Json, extract::State};
+use schemars::{JsonSchema, SchemaGenerator, generate::{Contract, SchemaSettings}};
+use serde_json::{Map, Value};
+use utoipa::{
+    Modify, OpenApi, PartialSchema, ToSchema,
+    openapi::{
+        RefOr, Schema,
+        schema::ObjectBuilder,
+        security::{Http, HttpAuthScheme, SecurityScheme},
+    },
+};
+
+use crate::{
+    discovery::AgentListing,
+    error::{ErrorBody, ErrorDetail},
+    routes::{self, agents::AgentList, health::{Health, StoreHealth}, patterns::{PatternList, PatternListing}, sessions::SessionList},
+    state::AppState,
+};
+
+macro_rules! core_schema {
+    ($placeholder:ident, $name:literal) => {
+        #[doc = concat!("Names the core's `", $name, "` schema in the OpenAPI document.")]
+        pub struct $placeholder;
+        impl PartialSchema for $placeholder {
+            fn schema() -> RefOr<Schema> {
+                ObjectBuilder::new().into()
+            }
+        }
+        impl ToSchema for $placeholder {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($name)
+            }
+        }
+    };
+}
+
+core_schema!(RunRequestSchema, "RunRequest");
+core_schema!(RunResultSchema, "RunResult");
+core_schema!(SessionSchema, "Session");
+core_schema!(SessionSummarySchema, "SessionSummary");
+core_schema!(OrchestrationEventSchema, "OrchestrationEvent");
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Orchestra",
+        description = "Run multi-agent patterns (sequential, concurrent, handoff, group_chat, dynamic) over HTTP. \
+            Errors are JSON `{\"error\":{\"code\",\"message\"}}` with stable codes. When API keys are configured, \
+            send `Authorization: Bearer <key>`.",
+    ),
+    paths(
+        routes::orchestrate::orchestrate,
+        routes::orchestrate::orchestrate_stream,
+        routes::sessions::list_sessions,
+        routes::sessions::get_session,
+        routes::sessions::delete_session,
+        routes::patterns::list_patterns,
+        routes::agents::list_agents,
+        routes::health::health,
+        routes::metrics::metrics,
+        openapi_json,
+    ),
+    components(schemas(
+        ErrorBody, ErrorDetail, SessionList, PatternList, PatternListing, AgentList, AgentListing,
+        Health, StoreHealth, RunRequestSchema, RunResultSchema, SessionSchema,
+        SessionSummarySchema, OrchestrationEventSchema,
+    )),
+    modifiers(&BearerAuth),
+    security(("api_key" = [])),
+)]
+struct ApiDoc;
+
+/// The complete document as JSON (built once).
+pub fn document() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "could not serialize the OpenAPI document");
+            Value::Object(Map::new())
+        });
+        let defs = core_definitions();
+        if let Some(schemas) = doc
+            .pointer_mut("/components/schemas")
+            .and_then(Value::as_object_mut)
+        {
+            for (name, schema) in defs {
+                schemas.insert(name, schema);
+            }
+        }
+        doc
+    })
+}
+
+fn generator(contract: Contract) -> SchemaGenerator {
+    let mut settings = SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas".into();
+    settings.meta_schema = None;
+    settings.contract = contract;
+    settings.into_generator()
+}
+
+fn define<T: JsonSchema>(g: &mut SchemaGenerator) {
+    let _ = g.subschema_for::<T>();
+}
+
+/// Schemas of the core types: the request as it is read, the rest as written.
+fn core_definitions() -> Map<String, Value> {
+    let mut read = generator(Contract::Deserialize);
+    define::<orchestra_core::RunRequest>(&mut read);
+    let mut defs = read.take_definitions(true);
+    let mut written = generator(Contract::Serialize);
+    define::<orchestra_core::RunResult>(&mut written);
+    define::<orchestra_core::Session>(&mut written);
+    define::<orchestra_core::session::SessionSummary>(&mut written);
+    define::<orchestra_core::OrchestrationEvent>(&mut written);
+    defs.extend(written.take_definitions(true));
+    defs
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object))
+)]
+pub async fn openapi_json(State(_state): State<AppState>) -> Json<Value> {
+    Json(document().clone())
+}
