@@ -1,0 +1,448 @@
+// Type declarations of orchestra-sdk (camelCase). Events additionally
+// serialize (`toJSON`, `JSON.stringify`) to the core's exact snake_case JSON.
+
+export type PatternName = 'sequential' | 'concurrent' | 'handoff' | 'group_chat' | 'dynamic'
+export type Role = 'system' | 'user' | 'assistant' | 'tool'
+export type RunStatus = 'running' | 'completed' | 'failed' | 'timed_out' | 'cancelled'
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
+export type JsonObject = { [key: string]: JsonValue }
+
+export interface Message {
+  role: Role
+  content: string
+  /** The agent that wrote an assistant message. */
+  name?: string
+  data?: JsonValue
+  createdAt: string
+}
+
+export interface Usage {
+  promptTokens: number
+  completionTokens: number
+  totalTokens: number
+}
+
+/** What an agent function receives. */
+export interface AgentInput {
+  /** The instruction for this step. */
+  task: string
+  /** The conversation so far: earlier session messages, then this run's. */
+  messages: Message[]
+  sessionId: string
+  runId: string
+  /** Shared session state, as of this step. */
+  state: JsonValue
+  /** The request's metadata. */
+  metadata: JsonObject
+}
+
+export interface AgentOutputObject {
+  content?: string
+  data?: JsonValue
+  /** A JSON merge patch (RFC 7396) applied to the shared session state. */
+  statePatch?: JsonValue
+  usage?: { promptTokens?: number; completionTokens?: number; totalTokens?: number }
+  handoff?: Handoff | { to: string; reason?: string }
+}
+
+export type AgentResult = string | Handoff | AgentOutputObject
+/** An agent: a sync or async function. Throw to fail the call; set `retryable: true` on the error to allow retries. */
+export type AgentFn = (input: AgentInput) => AgentResult | Promise<AgentResult>
+
+export interface AgentOptions {
+  /** What the agent is good at; read by managers and planners. */
+  description?: string
+}
+
+export interface AgentInfo {
+  name: string
+  description: string
+}
+
+/** Returned by an agent to pass control to another agent. */
+export declare class Handoff {
+  constructor(to: string, reason?: string)
+  readonly to: string
+  readonly reason: string
+  toJSON(): { to: string; reason: string }
+}
+
+export interface ChatState {
+  task: string
+  participants: AgentInfo[]
+  /** Messages written in this chat so far. */
+  transcript: Message[]
+  /** Rounds completed. */
+  round: number
+  usage: Usage
+  runId: string
+  sessionId: string
+}
+
+export type SpeakerChoice = string | { agent: string; reason?: string } | null | undefined
+export type Awaitable<T> = T | Promise<T>
+export type SelectNextFn = (chat: ChatState) => Awaitable<SpeakerChoice>
+
+export interface GroupChatManager {
+  /** The next speaker, or null to end the chat. */
+  selectNext(chat: ChatState): Awaitable<SpeakerChoice>
+  /** A reason to stop after the latest turn (or true), or null to go on. */
+  shouldTerminate?(chat: ChatState): Awaitable<string | boolean | null | undefined>
+  /** The chat's result; null means the last message. */
+  filterResult?(chat: ChatState): Awaitable<string | null | undefined>
+}
+
+export interface PlanStep {
+  pattern: Exclude<PatternName, 'dynamic'>
+  agents: string[]
+  task: string
+  options?: RunOptions
+}
+
+export interface Plan {
+  steps: PlanStep[]
+  rationale?: string
+  planner?: string
+}
+
+export interface LedgerEntry {
+  step: PlanStep
+  ok: boolean
+  outcome: string
+  failedAgents?: string[]
+}
+
+export interface Ledger {
+  done: LedgerEntry[]
+  remaining: PlanStep[]
+  stalls: number
+  replans: number
+}
+
+export interface PlanRequest {
+  task: string
+  agents: AgentInfo[]
+  /** Present when replanning. */
+  ledger?: Ledger
+  runId: string
+  sessionId: string
+}
+
+export type PlannerFn = (request: PlanRequest) => Awaitable<Plan>
+
+export interface RetryPolicy {
+  maxRetries?: number
+  initialBackoffMs?: number
+  maxBackoffMs?: number
+}
+
+export type Termination =
+  | { maxRounds: number }
+  | { maxMessages: number }
+  | { textMention: string }
+  | { speaker: string }
+  | { maxTokens: number }
+  | { any: Termination[] }
+  | { all: Termination[] }
+
+/** Options: the common limits plus the pattern's own (camelCase or snake_case keys). */
+export interface RunOptions {
+  /** Total time for the run. */
+  timeoutMs?: number
+  /** Time for each agent call attempt. */
+  agentTimeoutMs?: number
+  /** Most agent calls in the run. */
+  maxIterations?: number
+  retry?: RetryPolicy
+  /** For each agent, the agents to try in order when it fails for good. */
+  fallbacks?: Record<string, string[]>
+  // sequential
+  keepTask?: boolean
+  // concurrent
+  aggregator?: 'all' | 'first' | 'vote' | 'majority' | 'merge' | 'agent' | (string & {})
+  summarizer?: string
+  maxConcurrency?: number
+  onFailure?: string
+  // handoff
+  start?: string
+  routes?: Record<string, string[]>
+  maxHandoffs?: number
+  // group_chat
+  manager?: string
+  maxRounds?: number
+  termination?: Termination
+  // dynamic
+  planner?: string
+  maxStalls?: number
+  maxReplans?: number
+  [key: string]: unknown
+}
+
+export interface RunRequestOptions {
+  /** Agent names, in order. Optional for handoff and dynamic (default: all registered). */
+  agents?: string[]
+  /** Continue this session (created if unknown). */
+  sessionId?: string
+  options?: RunOptions
+  /** Passed to every agent as `input.metadata`. */
+  metadata?: JsonObject
+  /** Cancels the run when aborted. */
+  signal?: AbortSignal
+}
+
+export interface RunCallOptions extends RunRequestOptions {
+  /** Reject with the matching OrchestraError when the run does not complete. */
+  throwOnFailure?: boolean
+}
+
+export interface ErrorInfo {
+  code: string
+  message: string
+  agent?: string
+}
+
+export interface AgentOutputRecord {
+  content: string
+  handoff?: { to: string; reason: string }
+  data?: JsonValue
+  statePatch?: JsonValue
+  usage?: Usage
+}
+
+export interface Step {
+  index: number
+  agent: string
+  fallbackFor?: string
+  label?: string
+  input: string
+  status: 'completed' | 'failed'
+  output?: AgentOutputRecord
+  error?: ErrorInfo
+  attempts: number
+  startedAt: string
+  durationMs: number
+}
+
+export interface RunResult {
+  runId: string
+  sessionId: string
+  pattern: string
+  task: string
+  agents: string[]
+  status: RunStatus
+  output?: string
+  data?: JsonValue
+  error?: ErrorInfo
+  /** Why the run stopped, when a condition ended it. */
+  termination?: string
+  partial: boolean
+  steps: Step[]
+  usage: Usage
+  startedAt: string
+  finishedAt?: string
+  durationMs: number
+}
+
+export interface Session {
+  id: string
+  messages: Message[]
+  state: JsonValue
+  runs: RunResult[]
+  metadata: JsonObject
+  createdAt: string
+  updatedAt: string
+  version: number
+}
+
+export interface SessionSummary {
+  id: string
+  createdAt: string
+  updatedAt: string
+  messageCount: number
+  runCount: number
+  version: number
+}
+
+interface EventBase {
+  schemaVersion: number
+  runId: string
+  sessionId: string
+  /** 1, 2, 3… within a run. */
+  seq: number
+  timestamp: string
+  /** The core's exact event JSON (snake_case), identical in every language and over SSE. */
+  readonly raw: Record<string, unknown>
+  toJSON(): Record<string, unknown>
+}
+
+export interface RunStartedEvent extends EventBase { type: 'run_started'; pattern: string; task: string; agents: string[] }
+export interface AgentStartedEvent extends EventBase { type: 'agent_started'; agent: string; step: number; input: string }
+export interface AgentDeltaEvent extends EventBase { type: 'agent_delta'; agent: string; step: number; delta: string }
+export interface AgentCompletedEvent extends EventBase {
+  type: 'agent_completed'
+  agent: string
+  step: number
+  message: Message
+  handoff?: { to: string; reason: string }
+  durationMs: number
+  usage: Usage
+}
+export interface AgentFailedEvent extends EventBase {
+  type: 'agent_failed'
+  agent: string
+  step: number
+  error: ErrorInfo
+  attempt: number
+  /** Whether a retry or a fallback follows. */
+  willRetry: boolean
+}
+export interface ToolCalledEvent extends EventBase { type: 'tool_called'; agent: string; step: number; tool: string; callId: string; arguments: JsonValue }
+export interface ToolCompletedEvent extends EventBase { type: 'tool_completed'; agent: string; step: number; tool: string; callId: string; result: JsonValue }
+export interface RetryEvent extends EventBase { type: 'retry'; agent: string; step: number; attempt: number; delayMs: number; error: ErrorInfo }
+export interface FallbackEvent extends EventBase { type: 'fallback'; from: string; to: string; reason: string }
+export interface HandoffEvent extends EventBase { type: 'handoff'; from: string; to: string; reason: string }
+export interface SpeakerSelectedEvent extends EventBase { type: 'speaker_selected'; agent: string; round: number; reason: string }
+export interface PlanCreatedEvent extends EventBase { type: 'plan_created'; plan: Plan }
+export interface PlanUpdatedEvent extends EventBase { type: 'plan_updated'; plan: Plan; ledger: Ledger; reason: string }
+export interface RunCompletedEvent extends EventBase { type: 'run_completed'; result: RunResult }
+export interface RunFailedEvent extends EventBase { type: 'run_failed'; error: ErrorInfo; result: RunResult }
+export interface RunCancelledEvent extends EventBase { type: 'run_cancelled'; reason: string; result: RunResult }
+
+/** One step of a run. New event types may be added; switch on `type` with a default branch. */
+export type OrchestrationEvent =
+  | RunStartedEvent
+  | AgentStartedEvent
+  | AgentDeltaEvent
+  | AgentCompletedEvent
+  | AgentFailedEvent
+  | ToolCalledEvent
+  | ToolCompletedEvent
+  | RetryEvent
+  | FallbackEvent
+  | HandoffEvent
+  | SpeakerSelectedEvent
+  | PlanCreatedEvent
+  | PlanUpdatedEvent
+  | RunCompletedEvent
+  | RunFailedEvent
+  | RunCancelledEvent
+
+/** A run's events. Breaking out of `for await` cancels the run and waits until it is recorded. */
+export declare class RunStream implements AsyncIterableIterator<OrchestrationEvent> {
+  readonly runId: string
+  readonly sessionId: string
+  [Symbol.asyncIterator](): RunStream
+  next(): Promise<IteratorResult<OrchestrationEvent, undefined>>
+  /** Cancels the run and resolves once it has ended. */
+  return(): Promise<IteratorResult<OrchestrationEvent, undefined>>
+  /** Requests cancellation; the stream then ends with `run_cancelled`. */
+  cancel(): void
+  /** Consumes the rest of the stream; resolves to the run's result. */
+  result(): Promise<RunResult | null>
+}
+
+export interface MemoryStoreOptions {
+  /** Idle time after which a session is dropped; 0 keeps sessions until evicted. Default 24 h. */
+  ttlMs?: number
+  /** Most sessions kept (least recently used evicted first). Default 10000. */
+  maxSessions?: number
+}
+
+export declare class MemoryStore {
+  constructor(options?: MemoryStoreOptions)
+  readonly kind: 'memory'
+}
+
+export interface RedisStoreOptions {
+  /** Prepended to every key (default "orchestra"). */
+  prefix?: string
+  /** Idle time after which a session expires; 0 keeps sessions until deleted. Default 24 h. */
+  ttlMs?: number
+  connectTimeoutMs?: number
+  responseTimeoutMs?: number
+}
+
+/** Sessions in Redis; connects on first use. */
+export declare class RedisStore {
+  constructor(url: string, options?: RedisStoreOptions)
+  readonly url: string
+  readonly prefix: string
+  readonly kind: 'redis'
+  /** Resolves when Redis answers; rejects with StoreError otherwise. */
+  ping(): Promise<void>
+}
+
+export interface OrchestratorConfig {
+  /** Where sessions live (default: a MemoryStore). */
+  store?: MemoryStore | RedisStore
+}
+
+export declare class Orchestrator {
+  constructor(config?: OrchestratorConfig)
+  /** The five pattern names. */
+  static readonly patterns: PatternName[]
+  /** Registers (or replaces) an agent. */
+  addAgent(name: string, fn: AgentFn, options?: AgentOptions): this
+  removeAgent(name: string): boolean
+  agents(): AgentInfo[]
+  /** Registers a group chat manager, used with `options: { manager: name }`. */
+  addManager(name: string, manager: SelectNextFn | GroupChatManager): this
+  /** Registers a planner for the dynamic pattern, used with `options: { planner: name }`. */
+  addPlanner(name: string, planner: PlannerFn): this
+  /** Runs a pattern to the end. Rejects with InvalidRequestError for an invalid request. */
+  run(pattern: PatternName, task: string, options?: RunCallOptions): Promise<RunResult>
+  /** Starts a run; its events as an async iterator. Throws InvalidRequestError for an invalid request. */
+  stream(pattern: PatternName, task: string, options?: RunRequestOptions): RunStream
+  /** Checks a request without running it. */
+  validate(pattern: PatternName, task: string, options?: RunRequestOptions): void
+  /** The session, or null when unknown. */
+  getSession(sessionId: string): Promise<Session | null>
+  /** Deletes a session; false if there was none. */
+  deleteSession(sessionId: string): Promise<boolean>
+  listSessions(page?: { offset?: number; limit?: number }): Promise<SessionSummary[]>
+  /** Cancels a run in flight in this process; false if it is not running here. */
+  cancel(runId: string): boolean
+  readonly activeRuns: number
+  readonly storeKind: 'memory' | 'redis'
+}
+
+export type InvalidRequestCode =
+  | 'invalid_request'
+  | 'unknown_pattern'
+  | 'unknown_agent'
+  | 'no_agents'
+  | 'invalid_options'
+  | 'invalid_session_id'
+export type StoreErrorCode = 'session_conflict' | 'store_unavailable' | 'store_corrupt' | 'store_error'
+
+/** Base class of every error this package throws; `code` is the core's stable code. */
+export declare class OrchestraError extends Error {
+  constructor(message: string, code?: string)
+  readonly code: string
+  /** The offending request field, for invalid requests and options. */
+  readonly field?: string
+  /** The agent, for agent failures. */
+  readonly agent?: string
+  /** The agent's own error code (e.g. "agent_error", "agent_timeout"), for agent failures. */
+  readonly agentCode?: string
+  /** The run's result, when thrown for a run that did not complete. */
+  readonly result?: RunResult
+}
+export declare class InvalidRequestError extends OrchestraError {
+  readonly code: InvalidRequestCode
+}
+export declare class AgentError extends OrchestraError {
+  readonly code: 'agent_failed'
+}
+export declare class TimeoutError extends OrchestraError {
+  readonly code: 'timeout'
+}
+export declare class CancelledError extends OrchestraError {
+  readonly code: 'cancelled'
+}
+export declare class StoreError extends OrchestraError {
+  readonly code: StoreErrorCode
+}
+
+export declare const PATTERNS: PatternName[]
+export declare const EVENT_SCHEMA_VERSION: number
