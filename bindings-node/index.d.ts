@@ -159,10 +159,10 @@ export interface RunOptions {
   // sequential
   keepTask?: boolean
   // concurrent
-  aggregator?: 'all' | 'first' | 'vote' | 'majority' | 'merge' | 'agent' | (string & {})
+  aggregator?: 'all' | 'first' | 'vote' | 'merge' | 'agent'
   summarizer?: string
   maxConcurrency?: number
-  onFailure?: string
+  onFailure?: 'fail_fast' | 'collect_partial'
   // handoff
   start?: string
   routes?: Record<string, string[]>
