@@ -13,6 +13,7 @@
 //! - [`session`]: [`SessionStore`], [`MemoryStore`], optimistic versioning.
 //! - [`policy`]: limits, retries, fallbacks.
 //! - [`error`]: one error enum per layer, each with stable codes.
+//! - `llm` (feature `http-agents`): the `ChatModel` trait, `LlmAgent`, `LlmManager`, `LlmPlanner`.
 //!
 //! ## Quick start
 //! ```
@@ -46,6 +47,8 @@ pub mod agents;
 pub mod context;
 pub mod error;
 pub mod event;
+#[cfg(feature = "http-agents")]
+pub mod llm;
 pub mod message;
 pub mod orchestrator;
 pub mod pattern;
