@@ -1,0 +1,45 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createRequire } from 'node:module'
+
+const require = createRequire(import.meta.url)
+const { toCamel, toSnake, eventToCamel } = require('../lib/convert.js')
+
+test('options in camelCase map to the core snake_case keys', () => {
+  assert.deepEqual(toSnake({ timeoutMs: 1, maxRounds: 2, agentTimeoutMs: 3, retry: { maxRetries: 1, initialBackoffMs: 5 } }), {
+    timeout_ms: 1,
+    max_rounds: 2,
+    agent_timeout_ms: 3,
+    retry: { max_retries: 1, initial_backoff_ms: 5 },
+  })
+  assert.deepEqual(toSnake({ termination: { any: [{ textMention: 'OK' }, { maxMessages: 3 }] } }), {
+    termination: { any: [{ text_mention: 'OK' }, { max_messages: 3 }] },
+  })
+  assert.deepEqual(toSnake({ max_rounds: 1 }), { max_rounds: 1 }, 'snake_case passes unchanged')
+})
+
+test('agent names and user data keep their keys', () => {
+  assert.deepEqual(toSnake({ fallbacks: { mainWriter: ['backupWriter'] }, routes: { triageBot: ['billingBot'] } }), {
+    fallbacks: { mainWriter: ['backupWriter'] },
+    routes: { triageBot: ['billingBot'] },
+  })
+  assert.deepEqual(toSnake({ content: 'x', statePatch: { userName: 1 }, data: { someKey: 2 } }), {
+    content: 'x',
+    state_patch: { userName: 1 },
+    data: { someKey: 2 },
+  })
+  assert.deepEqual(toCamel({ session_id: 's', state: { a_b: 1 }, metadata: { c_d: 2 }, messages: [{ created_at: 't', data: { e_f: 3 } }] }), {
+    sessionId: 's',
+    state: { a_b: 1 },
+    metadata: { c_d: 2 },
+    messages: [{ createdAt: 't', data: { e_f: 3 } }],
+  })
+})
+
+test('undefined values are dropped and a tool result is user data', () => {
+  assert.deepEqual(toSnake({ a: undefined, bC: 1 }), { b_c: 1 })
+  const ev = eventToCamel({ type: 'tool_completed', call_id: 'c', result: { x_y: 1 } })
+  assert.deepEqual(ev, { type: 'tool_completed', callId: 'c', result: { x_y: 1 } })
+  const done = eventToCamel({ type: 'run_completed', result: { run_id: 'r' } })
+  assert.deepEqual(done.result, { runId: 'r' })
+})
