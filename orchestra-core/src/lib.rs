@@ -72,6 +72,8 @@ pub use pattern::{Pattern, PatternInfo, PatternOutput};
 pub use policy::{Limits, RetryPolicy, RunOptions};
 pub use run::{RunRequest, RunResult, RunStatus, Step, StepStatus};
 pub use session::{MemoryStore, Session, SessionStore};
+#[cfg(feature = "redis")]
+pub use session::{RedisStore, RedisStoreConfig};
 
 /// The names most programs need.
 pub mod prelude {

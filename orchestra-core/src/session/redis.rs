@@ -1,1 +1,482 @@
-//! (to be written)
+//! [`RedisStore`]: sessions in Redis, shared by every process that points at it.
+//!
+//! This is the store for running several instances as one service: any
+//! instance can continue any session, and no write is lost when two of them
+//! append to the same session at once.
+//!
+//! ```no_run
+//! use std::{sync::Arc, time::Duration};
+//! use orchestra_core::{Orchestrator, RedisStore, RedisStoreConfig};
+//! # async fn demo() -> Result<(), orchestra_core::StoreError> {
+//! let store = RedisStore::connect(
+//!     "redis://127.0.0.1:6379",
+//!     RedisStoreConfig::default().prefix("myapp").ttl(Some(Duration::from_secs(3600))),
+//! )
+//! .await?;
+//! let orch = Orchestrator::builder().store(Arc::new(store)).build();
+//! # let _ = orch; Ok(()) }
+//! ```
+//!
+//! # Key layout
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `{prefix}:session:{id}` | hash | `v` = version, `data` = the session as JSON, `sum` = its [`SessionSummary`] as JSON; expires after the TTL, refreshed on every write |
+//! | `{prefix}:sessions` | sorted set | member = session id, score = `updated_at` in Unix milliseconds: the listing index |
+//!
+//! Every write goes through one Lua script that checks the version, writes
+//! the hash, sets its expiry and updates the index, so a reader never sees a
+//! session without its index entry or a half-written value, and a stale
+//! writer gets [`StoreError::Conflict`] instead of overwriting newer messages.
+//! Index entries of expired sessions are removed lazily by
+//! [`list`](SessionStore::list) and [`RedisStore::sweep_index`].
+//!
+//! When Redis cannot be reached every call fails within about
+//! `connect_timeout + response_timeout` with [`StoreError::Unavailable`];
+//! the connection is re-established in the background and the same store
+//! object works again once Redis is back.
+
+use std::{
+    future::Future,
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use redis::{
+    AsyncCommands, Client, ErrorKind, RedisError, Script, ServerErrorKind,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+
+use super::{Page, Session, SessionStore, SessionSummary};
+use crate::error::StoreError;
+
+/// Where and how a [`RedisStore`] keeps sessions.
+#[derive(Debug, Clone)]
+pub struct RedisStoreConfig {
+    /// Prepended to every key, so several applications can share one Redis.
+    /// On Redis Cluster use a hash tag such as `{orchestra}` so that the keys
+    /// one script touches live in one slot.
+    pub prefix: String,
+    /// Idle time after which a session is dropped, refreshed on every write;
+    /// `None` keeps sessions until deleted.
+    pub ttl: Option<Duration>,
+    /// Limit on establishing a TCP connection to Redis.
+    pub connect_timeout: Duration,
+    /// Limit on waiting for one reply.
+    pub response_timeout: Duration,
+    /// Reconnection attempts (with backoff) behind one failed call before it
+    /// reports [`StoreError::Unavailable`]; later calls start new attempts.
+    pub reconnect_attempts: usize,
+}
+
+impl Default for RedisStoreConfig {
+    fn default() -> Self {
+        Self {
+            prefix: "orchestra".to_owned(),
+            ttl: Some(Duration::from_secs(24 * 3600)),
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(2),
+            reconnect_attempts: 2,
+        }
+    }
+}
+
+impl RedisStoreConfig {
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    #[must_use]
+    pub fn ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    #[must_use]
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// The longest one call may take before it is reported as unavailable.
+    pub(crate) fn op_timeout(&self) -> Duration {
+        self.connect_timeout + self.response_timeout
+    }
+
+    fn manager_config(&self, response_timeout: Duration) -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(response_timeout))
+            .set_number_of_retries(self.reconnect_attempts)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500))
+    }
+}
+
+/// A Redis connection shared by the store, the agent registry and the run
+/// queue: one multiplexed, self-reconnecting connection plus the settings to
+/// open dedicated ones for blocking reads.
+#[derive(Clone)]
+pub(crate) struct RedisLink {
+    pub(crate) client: Client,
+    pub(crate) conn: ConnectionManager,
+    pub(crate) config: Arc<RedisStoreConfig>,
+}
+
+impl RedisLink {
+    /// `{prefix}:{suffix}`.
+    pub(crate) fn key(&self, suffix: &str) -> String {
+        format!("{}:{suffix}", self.config.prefix)
+    }
+
+    /// Runs one Redis call with the configured deadline, mapping failures.
+    pub(crate) async fn call<T, F>(&self, what: &'static str, fut: F) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, RedisError>>,
+    {
+        with_deadline(self.config.op_timeout(), what, fut).await
+    }
+
+    /// A connection of its own, for commands that block (XREADGROUP BLOCK)
+    /// and so must not hold up the shared multiplexed connection.
+    pub(crate) fn dedicated(&self, block: Duration) -> Result<ConnectionManager, StoreError> {
+        let cfg = self
+            .config
+            .manager_config(self.config.response_timeout + block);
+        ConnectionManager::new_lazy_with_config(self.client.clone(), cfg).map_err(map_redis_error)
+    }
+}
+
+pub(crate) async fn with_deadline<T, F>(
+    limit: Duration,
+    what: &'static str,
+    fut: F,
+) -> Result<T, StoreError>
+where
+    F: Future<Output = Result<T, RedisError>>,
+{
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r.map_err(map_redis_error),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "redis {what} timed out after {limit:?}"
+        ))),
+    }
+}
+
+/// Connection trouble becomes [`StoreError::Unavailable`] (retry later, HTTP
+/// 503); anything Redis itself rejected becomes [`StoreError::Backend`].
+pub(crate) fn map_redis_error(e: RedisError) -> StoreError {
+    let unavailable = e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_cluster_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+                    | ServerErrorKind::TryAgain
+            )
+        );
+    if unavailable {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// Checks the version, writes the session hash with its expiry and updates
+/// the index, all or nothing. Returns `{1, new_version}` or `{0, found}`
+/// (`found` = "" when there is no session).
+static PUT_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local cur = redis.call('HGET', KEYS[1], 'v')
+if ARGV[1] == '' then
+  if cur then return {0, cur} end
+elseif cur ~= ARGV[1] then
+  return {0, cur or ''}
+end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'data', ARGV[3], 'sum', ARGV[4])
+if ARGV[5] == '0' then
+  redis.call('PERSIST', KEYS[1])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+end
+redis.call('ZADD', KEYS[2], ARGV[6], ARGV[7])
+return {1, ARGV[2]}
+",
+    )
+});
+
+/// Deletes a session and its index entry together.
+static DELETE_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local n = redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return n
+",
+    )
+});
+
+/// Removes index entries whose session key no longer exists. Checked inside
+/// the script so a session re-created meanwhile keeps its entry.
+static PRUNE_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local removed = 0
+for i = 1, #ARGV do
+  if redis.call('EXISTS', KEYS[i + 1]) == 0 then
+    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return removed
+",
+    )
+});
+
+/// How many times `list` re-reads a page after pruning expired entries.
+const LIST_PASSES: usize = 4;
+
+/// Sessions in Redis: one hash per session with a TTL, a sorted-set index,
+/// conditional writes in a Lua script. Cheap to clone; clones share the
+/// connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    link: RedisLink,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.link.config.prefix)
+            .field("ttl", &self.link.config.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects and checks that Redis answers. Fails with
+    /// [`StoreError::Unavailable`] if it does not, and with
+    /// [`StoreError::Backend`] for a malformed URL or prefix.
+    pub async fn connect(url: &str, config: RedisStoreConfig) -> Result<Self, StoreError> {
+        let store = Self::connect_lazy(url, config)?;
+        store.ping().await?;
+        Ok(store)
+    }
+
+    /// Like [`connect`](Self::connect) but does not wait for Redis: the
+    /// connection is made on first use, so a service can start before Redis
+    /// does. Must be called within a Tokio runtime.
+    pub fn connect_lazy(url: &str, config: RedisStoreConfig) -> Result<Self, StoreError> {
+        if config.prefix.is_empty() || config.prefix.chars().any(char::is_whitespace) {
+            return Err(StoreError::Backend(format!(
+                "invalid redis key prefix {:?}: must be non-empty without whitespace",
+                config.prefix
+            )));
+        }
+        let client = Client::open(url)
+            .map_err(|e| StoreError::Backend(format!("invalid redis url: {e}")))?;
+        let manager = ConnectionManager::new_lazy_with_config(
+            client.clone(),
+            config.manager_config(config.response_timeout),
+        )
+        .map_err(map_redis_error)?;
+        Ok(Self {
+            link: RedisLink {
+                client,
+                conn: manager,
+                config: Arc::new(config),
+            },
+        })
+    }
+
+    pub fn config(&self) -> &RedisStoreConfig {
+        &self.link.config
+    }
+
+    pub(crate) fn link(&self) -> &RedisLink {
+        &self.link
+    }
+
+    fn session_key(&self, id: &str) -> String {
+        self.link.key(&format!("session:{id}"))
+    }
+
+    fn index_key(&self) -> String {
+        self.link.key("sessions")
+    }
+
+    /// Checks up to `batch` of the least recently updated index entries and
+    /// removes those whose session has expired; returns how many it removed.
+    /// `list` prunes what it reads; this keeps the tail of the index short
+    /// when nobody lists.
+    pub async fn sweep_index(&self, batch: usize) -> Result<usize, StoreError> {
+        if batch == 0 {
+            return Ok(0);
+        }
+        let mut conn = self.link.conn.clone();
+        let index = self.index_key();
+        let ids: Vec<String> = self
+            .link
+            .call("sweep", conn.zrange(&index, 0, batch as isize - 1))
+            .await?;
+        self.prune(&ids).await
+    }
+
+    async fn prune(&self, ids: &[String]) -> Result<usize, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.link.conn.clone();
+        let mut inv = PRUNE_SCRIPT.key(self.index_key());
+        for id in ids {
+            inv.key(self.session_key(id));
+        }
+        for id in ids {
+            inv.arg(id);
+        }
+        self.link
+            .call("prune", inv.invoke_async::<usize>(&mut conn))
+            .await
+    }
+}
+
+fn corrupt(id: &str, what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("session {id}: {what}"))
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        let mut conn = self.link.conn.clone();
+        let key = self.session_key(id);
+        let (version, data): (Option<String>, Option<String>) = self
+            .link
+            .call("get", conn.hmget(&key, &["v", "data"]))
+            .await?;
+        let Some(data) = data else {
+            return Ok(None);
+        };
+        let mut session: Session = serde_json::from_str(&data).map_err(|e| corrupt(id, e))?;
+        if let Some(v) = version {
+            session.version = v
+                .parse()
+                .map_err(|_| corrupt(id, format!("version {v:?} is not a number")))?;
+        }
+        Ok(Some(session))
+    }
+
+    async fn put(&self, session: &Session, expected: Option<u64>) -> Result<u64, StoreError> {
+        let version = expected.unwrap_or(0) + 1;
+        let mut stored = session.clone();
+        stored.version = version;
+        let data = serde_json::to_string(&stored)
+            .map_err(|e| StoreError::Backend(format!("cannot serialize session: {e}")))?;
+        let summary = serde_json::to_string(&stored.summary())
+            .map_err(|e| StoreError::Backend(format!("cannot serialize summary: {e}")))?;
+        let ttl_ms = self
+            .link
+            .config
+            .ttl
+            .map_or(0, |t| t.as_millis().max(1) as u64);
+        let mut conn = self.link.conn.clone();
+        let mut inv = PUT_SCRIPT.key(self.session_key(&session.id));
+        inv.key(self.index_key())
+            .arg(expected.map(|v| v.to_string()).unwrap_or_default())
+            .arg(version)
+            .arg(data)
+            .arg(summary)
+            .arg(ttl_ms)
+            .arg(stored.updated_at.timestamp_millis())
+            .arg(&session.id);
+        let (ok, found): (i64, String) = self.link.call("put", inv.invoke_async(&mut conn)).await?;
+        if ok == 1 {
+            return Ok(version);
+        }
+        Err(StoreError::Conflict {
+            id: session.id.clone(),
+            expected,
+            found: found.parse().ok(),
+        })
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.link.conn.clone();
+        let mut inv = DELETE_SCRIPT.key(self.session_key(id));
+        inv.key(self.index_key()).arg(id);
+        let n: i64 = self
+            .link
+            .call("delete", inv.invoke_async(&mut conn))
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn list(&self, page: Page) -> Result<Vec<SessionSummary>, StoreError> {
+        if page.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let index = self.index_key();
+        let start = page.offset as isize;
+        let stop = page.offset.saturating_add(page.limit - 1) as isize;
+        let mut out = Vec::new();
+        for pass in 0..LIST_PASSES {
+            let mut conn = self.link.conn.clone();
+            let ids: Vec<String> = self
+                .link
+                .call("list", conn.zrevrange(&index, start, stop))
+                .await?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.hget(self.session_key(id), "sum");
+            }
+            let sums: Vec<Option<String>> =
+                self.link.call("list", pipe.query_async(&mut conn)).await?;
+            out.clear();
+            let mut dead = Vec::new();
+            for (id, sum) in ids.into_iter().zip(sums) {
+                match sum {
+                    Some(json) => {
+                        out.push(serde_json::from_str(&json).map_err(|e| corrupt(&id, e))?)
+                    }
+                    None => dead.push(id),
+                }
+            }
+            if dead.is_empty() {
+                return Ok(out);
+            }
+            let removed = self.prune(&dead).await?;
+            tracing::debug!(removed, pass, "pruned expired sessions from the index");
+        }
+        // The page kept shrinking under expiries; return what is live now.
+        Ok(out)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.link.conn.clone();
+        let _: String = self
+            .link
+            .call("ping", redis::cmd("PING").query_async(&mut conn))
+            .await?;
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}
