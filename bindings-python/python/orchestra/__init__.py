@@ -1,0 +1,89 @@
+"""Orchestra: multi-agent orchestration with a Rust core.
+
+::
+
+    import orchestra
+
+    orch = orchestra.Orchestrator()
+
+    @orch.agent(description="finds facts")
+    def researcher(inp: orchestra.AgentInput) -> str:
+        return f"facts about {inp.task}"
+
+    @orch.agent(description="writes prose")
+    async def writer(inp: orchestra.AgentInput) -> str:
+        return f"An article based on {inp.task}"
+
+    result = await orch.run("sequential", "tides", agents=["researcher", "writer"])
+    async for event in orch.stream("group_chat", "Plan a launch", agents=[...]):
+        print(event.type, event.to_dict())
+"""
+
+from ._errors import (
+    AgentError,
+    Cancelled,
+    InvalidRequest,
+    OrchestraError,
+    StoreError,
+    Timeout,
+)
+from ._orchestra import EVENT_SCHEMA_VERSION, __version__
+from ._orchestrator import (
+    AgentFn,
+    AgentLike,
+    ManagerFn,
+    MemoryStore,
+    Orchestrator,
+    PlannerFn,
+    RedisStore,
+    RunEvents,
+    patterns,
+)
+from ._types import (
+    AgentInfo,
+    AgentInput,
+    AgentOutput,
+    AgentResult,
+    ErrorInfo,
+    Event,
+    Handoff,
+    Message,
+    RunResult,
+    Session,
+    SessionSummary,
+    Step,
+    Usage,
+)
+
+__all__ = [
+    "__version__",
+    "EVENT_SCHEMA_VERSION",
+    "Orchestrator",
+    "RunEvents",
+    "MemoryStore",
+    "RedisStore",
+    "AgentFn",
+    "AgentLike",
+    "AgentResult",
+    "ManagerFn",
+    "PlannerFn",
+    "AgentInput",
+    "AgentOutput",
+    "AgentInfo",
+    "Handoff",
+    "Message",
+    "Usage",
+    "ErrorInfo",
+    "Step",
+    "RunResult",
+    "Event",
+    "Session",
+    "SessionSummary",
+    "patterns",
+    "OrchestraError",
+    "InvalidRequest",
+    "AgentError",
+    "Timeout",
+    "Cancelled",
+    "StoreError",
+]

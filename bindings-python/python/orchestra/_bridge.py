@@ -1,0 +1,241 @@
+"""Adapters between Python callables and the native core.
+
+The native side calls each adapted function with one JSON string and
+expects a ``(kind, payload)`` tuple back (or a coroutine producing one):
+
+* ``(0, text)``: an agent's plain-text answer,
+* ``(1, json)``: JSON (an AgentOutput, a speaker choice, a plan…),
+* ``(2, json)``: a failure ``{"message", "retryable", "invalid_output"}``.
+
+Exceptions raised by user code are turned into failures here, so the core
+sees them as ordinary agent failures (``agent_failed`` events, retry and
+fallback policy). They are logged on the ``orchestra`` logger at DEBUG level
+with their traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import json
+import logging
+from typing import Any, Callable, Optional, Tuple
+
+from ._errors import AgentError
+from ._types import AgentInput, AgentOutput, Handoff
+
+log = logging.getLogger("orchestra")
+
+Reply = Tuple[int, str]
+TEXT, JSON, FAILURE = 0, 1, 2
+
+_RETRYABLE = (TimeoutError, ConnectionError)
+
+
+def is_async_callable(fn: Any) -> bool:
+    """True for coroutine functions, also behind functools.partial or __call__."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def failure(exc: BaseException, what: str) -> Reply:
+    retryable = getattr(exc, "retryable", None)
+    if not isinstance(retryable, bool):
+        retryable = isinstance(exc, _RETRYABLE)
+    if isinstance(exc, AgentError):
+        message = str(exc)
+    else:
+        message = f"{type(exc).__name__}: {exc}"
+    log.debug("%s raised %s", what, type(exc).__name__, exc_info=exc)
+    return FAILURE, json.dumps({"message": message, "retryable": retryable})
+
+
+def _invalid(message: str) -> Reply:
+    return FAILURE, json.dumps({"message": message, "invalid_output": True})
+
+
+def convert_output(out: Any) -> Reply:
+    """An agent's return value as a reply."""
+    if type(out) is str:
+        return TEXT, out
+    if isinstance(out, AgentOutput):
+        return JSON, json.dumps(out.to_dict())
+    if isinstance(out, Handoff):
+        return JSON, json.dumps({"content": out.reason, "handoff": out.to_dict()})
+    if isinstance(out, str):
+        return TEXT, str(out)
+    if isinstance(out, dict):
+        try:
+            return JSON, json.dumps(out)
+        except (TypeError, ValueError) as e:
+            return _invalid(f"agent returned a dict that is not JSON: {e}")
+    return _invalid(
+        f"agent returned {type(out).__name__}; expected str, orchestra.AgentOutput "
+        "or orchestra.Handoff"
+    )
+
+
+def adapt_agent(name: str, fn: Callable[..., Any]) -> Tuple[Callable[[str], Any], bool]:
+    """The native-facing wrapper of an agent function, and whether it is async."""
+    what = f"agent {name!r}"
+
+    if is_async_callable(fn):
+
+        async def call_async(raw: str) -> Reply:
+            try:
+                out = await fn(AgentInput._from_json(raw))
+            except Exception as e:
+                return failure(e, what)
+            return convert_output(out)
+
+        return call_async, True
+
+    async def finish(pending: Any) -> Reply:
+        try:
+            out = await pending
+        except Exception as e:
+            return failure(e, what)
+        return convert_output(out)
+
+    def call_sync(raw: str) -> Any:
+        try:
+            out = fn(AgentInput._from_json(raw))
+        except Exception as e:
+            return failure(e, what)
+        if inspect.isawaitable(out):
+            return finish(out)
+        return convert_output(out)
+
+    return call_sync, False
+
+
+def adapt_json(
+    what: str, fn: Callable[..., Any], convert: Callable[[Any], Any]
+) -> Tuple[Callable[[str], Any], bool]:
+    """A wrapper for a callable that takes a JSON dict and answers JSON."""
+
+    def encode(out: Any) -> Reply:
+        try:
+            return JSON, json.dumps(convert(out))
+        except Exception as e:
+            return failure(e, what)
+
+    if is_async_callable(fn):
+
+        async def call_async(raw: str) -> Reply:
+            try:
+                out = await fn(json.loads(raw))
+            except Exception as e:
+                return failure(e, what)
+            return encode(out)
+
+        return call_async, True
+
+    async def finish(pending: Any) -> Reply:
+        try:
+            out = await pending
+        except Exception as e:
+            return failure(e, what)
+        return encode(out)
+
+    def call_sync(raw: str) -> Any:
+        try:
+            out = fn(json.loads(raw))
+        except Exception as e:
+            return failure(e, what)
+        if inspect.isawaitable(out):
+            return finish(out)
+        return encode(out)
+
+    return call_sync, False
+
+
+def speaker_choice(out: Any) -> Optional[dict[str, str]]:
+    """A manager's answer (a name, (name, reason), a dict, or None) as JSON."""
+    if out is None:
+        return None
+    if isinstance(out, str):
+        return {"agent": out, "reason": "python manager"}
+    if isinstance(out, tuple) and len(out) == 2:
+        return {"agent": str(out[0]), "reason": str(out[1])}
+    if isinstance(out, dict) and "agent" in out:
+        return {"agent": str(out["agent"]), "reason": str(out.get("reason", ""))}
+    raise TypeError(
+        f"a manager must return an agent name, (name, reason), a dict or None; got {out!r}"
+    )
+
+
+def optional_text(out: Any) -> Optional[str]:
+    if out is None or isinstance(out, str):
+        return out
+    raise TypeError(f"expected a str or None, got {type(out).__name__}")
+
+
+def plan_dict(out: Any) -> Any:
+    if isinstance(out, dict):
+        return out
+    to_dict = getattr(out, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    raise TypeError(f"a planner must return a plan dict, got {type(out).__name__}")
+
+
+class _Spawned:
+    """A coroutine started on an event loop from another thread; cancellable from any thread."""
+
+    __slots__ = ("_loop", "_coro", "_on_done", "_task", "_cancelled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, coro: Any, on_done: Callable[[Any], None]):
+        self._loop = loop
+        self._coro = coro
+        self._on_done = on_done
+        self._task: Optional[asyncio.Task[Any]] = None
+        self._cancelled = False
+
+    def _start(self) -> None:
+        if self._cancelled:
+            self._coro.close()
+            self._on_done(None)
+            return
+        self._task = self._loop.create_task(self._coro)
+        self._task.add_done_callback(self._finish)
+
+    def _finish(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            self._on_done(None)
+            return
+        exc = task.exception()
+        self._on_done(failure(exc, "callable") if exc is not None else task.result())
+
+    def _cancel_task(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        try:
+            self._loop.call_soon_threadsafe(self._cancel_task)
+        except RuntimeError:
+            pass  # the loop is closed: nothing runs on it any more
+
+
+def spawn(
+    loop: asyncio.AbstractEventLoop,
+    context: Optional[contextvars.Context],
+    coro: Any,
+    on_done: Callable[[Any], None],
+) -> _Spawned:
+    """Runs ``coro`` on ``loop`` (called from a native thread); ``on_done(reply | None)``."""
+    spawned = _Spawned(loop, coro, on_done)
+    try:
+        loop.call_soon_threadsafe(spawned._start, context=context)
+    except RuntimeError:
+        coro.close()
+        raise
+    return spawned

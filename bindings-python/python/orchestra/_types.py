@@ -1,0 +1,590 @@
+"""Typed views of the core's JSON: inputs, outputs, results, events, sessions.
+
+Each class wraps the exact JSON the core produces (the same as the REST API
+and the Node binding); ``to_dict()`` returns it unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Optional, Union
+
+__all__ = [
+    "Message",
+    "AgentInput",
+    "AgentOutput",
+    "Handoff",
+    "Usage",
+    "ErrorInfo",
+    "Step",
+    "RunResult",
+    "Session",
+    "SessionSummary",
+    "Event",
+    "AgentInfo",
+]
+
+JSON = Dict[str, Any]
+
+#: Run statuses.
+COMPLETED = "completed"
+FAILED = "failed"
+TIMED_OUT = "timed_out"
+CANCELLED = "cancelled"
+RUNNING = "running"
+
+
+class Message:
+    """One message of a conversation."""
+
+    __slots__ = ("role", "content", "name", "data", "created_at")
+
+    def __init__(
+        self,
+        role: str,
+        content: str,
+        name: Optional[str] = None,
+        data: Any = None,
+        created_at: Optional[str] = None,
+    ) -> None:
+        #: "system", "user", "assistant" or "tool".
+        self.role = role
+        self.content = content
+        #: The agent that wrote an assistant message.
+        self.name = name
+        #: Structured output that came with the text.
+        self.data = data
+        #: RFC 3339 timestamp.
+        self.created_at = created_at
+
+    @classmethod
+    def from_dict(cls, d: JSON) -> Message:
+        return cls(d["role"], d["content"], d.get("name"), d.get("data"), d.get("created_at"))
+
+    def to_dict(self) -> JSON:
+        d: JSON = {"role": self.role, "content": self.content}
+        if self.name is not None:
+            d["name"] = self.name
+        if self.data is not None:
+            d["data"] = self.data
+        if self.created_at is not None:
+            d["created_at"] = self.created_at
+        return d
+
+    def __repr__(self) -> str:
+        who = f"{self.role}:{self.name}" if self.name else self.role
+        return f"Message({who}, {self.content!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Message) and self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class AgentInput:
+    """What an agent is asked: the task and the conversation so far."""
+
+    __slots__ = ("_d", "_messages")
+
+    def __init__(self, data: JSON) -> None:
+        self._d = data
+        self._messages: Optional[List[Message]] = None
+
+    @classmethod
+    def _from_json(cls, raw: str) -> AgentInput:
+        return cls(json.loads(raw))
+
+    @property
+    def task(self) -> str:
+        """The instruction for this step (the task, a sub-task, or the previous output)."""
+        return self._d["task"]  # type: ignore[no-any-return]
+
+    @property
+    def messages(self) -> List[Message]:
+        """The conversation so far: earlier session messages, then this run's."""
+        if self._messages is None:
+            self._messages = [Message.from_dict(m) for m in self._d.get("messages", ())]
+        return self._messages
+
+    @property
+    def session_id(self) -> str:
+        return self._d.get("session_id", "")  # type: ignore[no-any-return]
+
+    @property
+    def run_id(self) -> str:
+        return self._d.get("run_id", "")  # type: ignore[no-any-return]
+
+    @property
+    def metadata(self) -> JSON:
+        """The request's metadata."""
+        return self._d.get("metadata") or {}  # type: ignore[no-any-return]
+
+    @property
+    def state(self) -> JSON:
+        """The session's shared state (a JSON object) as of this step."""
+        return self._d.get("state") or {}  # type: ignore[no-any-return]
+
+    def to_dict(self) -> JSON:
+        return self._d
+
+    def __repr__(self) -> str:
+        return f"AgentInput(task={self.task!r}, messages={len(self._d.get('messages', ()))})"
+
+
+class Handoff:
+    """Passes control to another agent (handoff pattern)."""
+
+    __slots__ = ("to", "reason")
+
+    def __init__(self, to: str, reason: str = "") -> None:
+        self.to = to
+        self.reason = reason
+
+    def to_dict(self) -> JSON:
+        return {"to": self.to, "reason": self.reason}
+
+    def __repr__(self) -> str:
+        return f"Handoff(to={self.to!r}, reason={self.reason!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Handoff) and (self.to, self.reason) == (other.to, other.reason)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Usage:
+    """Token counts."""
+
+    __slots__ = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+    def __init__(
+        self, prompt_tokens: int = 0, completion_tokens: int = 0, total_tokens: Optional[int] = None
+    ) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
+        self.total_tokens = (
+            prompt_tokens + completion_tokens if total_tokens is None else total_tokens
+        )
+
+    @classmethod
+    def from_dict(cls, d: Optional[JSON]) -> Usage:
+        d = d or {}
+        return cls(d.get("prompt_tokens", 0), d.get("completion_tokens", 0), d.get("total_tokens"))
+
+    def to_dict(self) -> JSON:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+    def __repr__(self) -> str:
+        return f"Usage(prompt={self.prompt_tokens}, completion={self.completion_tokens})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Usage) and self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class AgentOutput:
+    """What an agent answers, when plain text is not enough."""
+
+    __slots__ = ("content", "data", "state_patch", "handoff", "usage")
+
+    def __init__(
+        self,
+        content: str = "",
+        data: Any = None,
+        state_patch: Optional[JSON] = None,
+        handoff: Optional[Handoff] = None,
+        usage: Optional[Usage] = None,
+    ) -> None:
+        self.content = content
+        #: Structured output (any JSON value).
+        self.data = data
+        #: A JSON merge patch (RFC 7396) applied to the session's shared state.
+        self.state_patch = state_patch
+        self.handoff = handoff
+        self.usage = usage
+
+    @classmethod
+    def from_dict(cls, d: JSON) -> AgentOutput:
+        h = d.get("handoff")
+        return cls(
+            d.get("content", ""),
+            d.get("data"),
+            d.get("state_patch"),
+            Handoff(h["to"], h.get("reason", "")) if h else None,
+            Usage.from_dict(d["usage"]) if d.get("usage") else None,
+        )
+
+    def to_dict(self) -> JSON:
+        d: JSON = {"content": self.content}
+        if self.data is not None:
+            d["data"] = self.data
+        if self.state_patch is not None:
+            d["state_patch"] = self.state_patch
+        if self.handoff is not None:
+            d["handoff"] = self.handoff.to_dict()
+        if self.usage is not None:
+            d["usage"] = self.usage.to_dict()
+        return d
+
+    def __repr__(self) -> str:
+        return f"AgentOutput({self.content!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AgentOutput) and self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class ErrorInfo:
+    """An error as data: what results and events carry."""
+
+    __slots__ = ("code", "message", "agent")
+
+    def __init__(self, code: str, message: str, agent: Optional[str] = None) -> None:
+        self.code = code
+        self.message = message
+        self.agent = agent
+
+    @classmethod
+    def from_dict(cls, d: JSON) -> ErrorInfo:
+        return cls(d["code"], d["message"], d.get("agent"))
+
+    def to_dict(self) -> JSON:
+        d: JSON = {"code": self.code, "message": self.message}
+        if self.agent is not None:
+            d["agent"] = self.agent
+        return d
+
+    def __repr__(self) -> str:
+        return f"ErrorInfo({self.code!r}, {self.message!r})"
+
+
+class Step:
+    """One agent call of a run (after its retries)."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self, data: JSON) -> None:
+        self._d = data
+
+    @property
+    def index(self) -> int:
+        return self._d["index"]  # type: ignore[no-any-return]
+
+    @property
+    def agent(self) -> str:
+        """The agent that answered (a fallback's name when one stood in)."""
+        return self._d["agent"]  # type: ignore[no-any-return]
+
+    @property
+    def fallback_for(self) -> Optional[str]:
+        return self._d.get("fallback_for")
+
+    @property
+    def label(self) -> Optional[str]:
+        return self._d.get("label")
+
+    @property
+    def input(self) -> str:
+        return self._d["input"]  # type: ignore[no-any-return]
+
+    @property
+    def status(self) -> str:
+        """"completed" or "failed"."""
+        return self._d["status"]  # type: ignore[no-any-return]
+
+    @property
+    def output(self) -> Optional[AgentOutput]:
+        o = self._d.get("output")
+        return AgentOutput.from_dict(o) if o is not None else None
+
+    @property
+    def error(self) -> Optional[ErrorInfo]:
+        e = self._d.get("error")
+        return ErrorInfo.from_dict(e) if e is not None else None
+
+    @property
+    def attempts(self) -> int:
+        return self._d["attempts"]  # type: ignore[no-any-return]
+
+    @property
+    def duration_ms(self) -> int:
+        return self._d["duration_ms"]  # type: ignore[no-any-return]
+
+    def to_dict(self) -> JSON:
+        return self._d
+
+    def __repr__(self) -> str:
+        return f"Step({self.index}, {self.agent!r}, {self.status})"
+
+
+class RunResult:
+    """The outcome of a run; also the run's record inside its session."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self, data: JSON) -> None:
+        self._d = data
+
+    @classmethod
+    def _from_json(cls, raw: str) -> RunResult:
+        return cls(json.loads(raw))
+
+    @property
+    def run_id(self) -> str:
+        return self._d["run_id"]  # type: ignore[no-any-return]
+
+    @property
+    def session_id(self) -> str:
+        return self._d["session_id"]  # type: ignore[no-any-return]
+
+    @property
+    def pattern(self) -> str:
+        return self._d["pattern"]  # type: ignore[no-any-return]
+
+    @property
+    def task(self) -> str:
+        return self._d["task"]  # type: ignore[no-any-return]
+
+    @property
+    def agents(self) -> List[str]:
+        return self._d["agents"]  # type: ignore[no-any-return]
+
+    @property
+    def status(self) -> str:
+        """"completed", "failed", "timed_out", "cancelled" (or "running" in a session)."""
+        return self._d["status"]  # type: ignore[no-any-return]
+
+    @property
+    def ok(self) -> bool:
+        """True when the run completed."""
+        return self.status == COMPLETED
+
+    @property
+    def output(self) -> Optional[str]:
+        """The final answer; None when the run ended without one."""
+        return self._d.get("output")
+
+    @property
+    def data(self) -> Any:
+        """Structured final output (aggregations, votes…)."""
+        return self._d.get("data")
+
+    @property
+    def error(self) -> Optional[ErrorInfo]:
+        e = self._d.get("error")
+        return ErrorInfo.from_dict(e) if e is not None else None
+
+    @property
+    def termination(self) -> Optional[str]:
+        """Why the run stopped when a condition ended it (e.g. "text_mention: APPROVED")."""
+        return self._d.get("termination")
+
+    @property
+    def partial(self) -> bool:
+        """True when some agents failed and the result is built from the rest."""
+        return bool(self._d.get("partial", False))
+
+    @property
+    def steps(self) -> List[Step]:
+        return [Step(s) for s in self._d.get("steps", ())]
+
+    @property
+    def usage(self) -> Usage:
+        return Usage.from_dict(self._d.get("usage"))
+
+    @property
+    def started_at(self) -> str:
+        return self._d["started_at"]  # type: ignore[no-any-return]
+
+    @property
+    def finished_at(self) -> Optional[str]:
+        return self._d.get("finished_at")
+
+    @property
+    def duration_ms(self) -> int:
+        return self._d.get("duration_ms", 0)  # type: ignore[no-any-return]
+
+    def to_dict(self) -> JSON:
+        """The core's JSON for this result, unchanged."""
+        return self._d
+
+    def raise_for_status(self) -> RunResult:
+        """Returns self if the run completed; raises the matching error otherwise."""
+        if self.ok:
+            return self
+        from ._errors import _from_info
+
+        e = self.error
+        if e is None:
+            raise _from_info(self.status, f"run ended {self.status}", None, self)
+        raise _from_info(e.code, e.message, e.agent, self)
+
+    def __repr__(self) -> str:
+        return f"RunResult({self.pattern}, status={self.status}, output={self.output!r})"
+
+
+class AgentInfo:
+    """A registered agent's name and description."""
+
+    __slots__ = ("name", "description")
+
+    def __init__(self, name: str, description: str) -> None:
+        self.name = name
+        self.description = description
+
+    def __repr__(self) -> str:
+        return f"AgentInfo({self.name!r}, {self.description!r})"
+
+
+class Session:
+    """A conversation with its shared state and the runs that wrote it."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self, data: JSON) -> None:
+        self._d = data
+
+    @property
+    def id(self) -> str:
+        return self._d["id"]  # type: ignore[no-any-return]
+
+    @property
+    def messages(self) -> List[Message]:
+        return [Message.from_dict(m) for m in self._d.get("messages", ())]
+
+    @property
+    def state(self) -> JSON:
+        return self._d.get("state") or {}  # type: ignore[no-any-return]
+
+    @property
+    def runs(self) -> List[RunResult]:
+        """Every run of the session, oldest first."""
+        return [RunResult(r) for r in self._d.get("runs", ())]
+
+    def run(self, run_id: str) -> Optional[RunResult]:
+        """The run with this id."""
+        for r in self._d.get("runs", ()):
+            if r["run_id"] == run_id:
+                return RunResult(r)
+        return None
+
+    @property
+    def metadata(self) -> JSON:
+        return self._d.get("metadata") or {}  # type: ignore[no-any-return]
+
+    @property
+    def created_at(self) -> str:
+        return self._d["created_at"]  # type: ignore[no-any-return]
+
+    @property
+    def updated_at(self) -> str:
+        return self._d["updated_at"]  # type: ignore[no-any-return]
+
+    @property
+    def version(self) -> int:
+        return self._d.get("version", 0)  # type: ignore[no-any-return]
+
+    def to_dict(self) -> JSON:
+        return self._d
+
+    def __repr__(self) -> str:
+        return f"Session({self.id!r}, messages={len(self._d.get('messages', ()))}, runs={len(self._d.get('runs', ()))})"
+
+
+class SessionSummary:
+    """A session in a listing."""
+
+    __slots__ = ("id", "created_at", "updated_at", "message_count", "run_count", "version")
+
+    def __init__(self, d: JSON) -> None:
+        self.id: str = d["id"]
+        self.created_at: str = d["created_at"]
+        self.updated_at: str = d["updated_at"]
+        self.message_count: int = d["message_count"]
+        self.run_count: int = d["run_count"]
+        self.version: int = d["version"]
+
+    def __repr__(self) -> str:
+        return f"SessionSummary({self.id!r}, runs={self.run_count})"
+
+
+class Event:
+    """One step of a run, as streamed: the core's event JSON with typed accessors.
+
+    ``type`` is one of run_started, agent_started, agent_delta, agent_completed,
+    agent_failed, tool_called, tool_completed, retry, fallback, handoff,
+    speaker_selected, plan_created, plan_updated, run_completed, run_failed,
+    run_cancelled (new types may be added).
+    """
+
+    __slots__ = ("_d",)
+
+    TERMINAL = frozenset({"run_completed", "run_failed", "run_cancelled"})
+
+    def __init__(self, data: JSON) -> None:
+        self._d = data
+
+    @property
+    def type(self) -> str:
+        return self._d["type"]  # type: ignore[no-any-return]
+
+    @property
+    def run_id(self) -> str:
+        return self._d["run_id"]  # type: ignore[no-any-return]
+
+    @property
+    def session_id(self) -> str:
+        return self._d["session_id"]  # type: ignore[no-any-return]
+
+    @property
+    def seq(self) -> int:
+        """1, 2, 3… within a run, in emission order."""
+        return self._d["seq"]  # type: ignore[no-any-return]
+
+    @property
+    def timestamp(self) -> str:
+        return self._d["timestamp"]  # type: ignore[no-any-return]
+
+    @property
+    def schema_version(self) -> int:
+        return self._d["schema_version"]  # type: ignore[no-any-return]
+
+    @property
+    def agent(self) -> Optional[str]:
+        """The agent the event is about, when there is one."""
+        return self._d.get("agent")
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for the last event of a run."""
+        return self.type in self.TERMINAL
+
+    @property
+    def result(self) -> Optional[RunResult]:
+        """The run's result, on the terminal event."""
+        r = self._d.get("result")
+        return RunResult(r) if r is not None and self.is_terminal else None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A field of the event's JSON."""
+        return self._d.get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._d[key]
+
+    def to_dict(self) -> JSON:
+        """The core's JSON for this event, unchanged (as sent over SSE)."""
+        return self._d
+
+    def __repr__(self) -> str:
+        who = f" {self.agent}" if self.agent else ""
+        return f"Event(#{self.seq} {self.type}{who})"
+
+
+AgentResult = Union[str, AgentOutput, Handoff]

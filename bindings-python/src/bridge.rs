@@ -1,0 +1,180 @@
+//! Calling Python from the core's Tokio tasks.
+//!
+//! Every Python callable the core uses (agents, group chat managers,
+//! planners) is wrapped by the facade (`orchestra._bridge`) into a function
+//! that takes one JSON string and answers a [`Reply`]: `(kind, payload)`.
+//! That keeps the border narrow: the same JSON as REST goes in, and the
+//! Rust side never inspects Python objects beyond a tuple of int and str.
+//!
+//! How a call runs:
+//! - a plain function runs on Tokio's blocking pool with the GIL, so neither
+//!   the runtime's workers nor the caller's event loop are blocked;
+//! - a coroutine function is called here (which only creates the coroutine)
+//!   and the coroutine is scheduled on the event loop of the Python code that
+//!   started the run, with that code's `contextvars`. The loop is found in a
+//!   task-local set by [`on_loop`] around the pattern's future. When the
+//!   Rust side stops waiting (run cancelled, timed out), the Python task is
+//!   cancelled too.
+
+use std::{
+    future::Future,
+    sync::{Arc, Mutex},
+};
+
+use pyo3::{exceptions::PyRuntimeError, prelude::*, sync::PyOnceLock, types::PyTuple};
+use pyo3_async_runtimes::TaskLocals;
+use tokio::sync::oneshot;
+
+tokio::task_local! {
+    static EVENT_LOOP: TaskLocals;
+}
+
+/// What a wrapped callable answers: a kind tag and a string payload
+/// (see `orchestra._bridge` for the kinds).
+pub(crate) type Reply = (u8, String);
+
+/// Runs `fut` with `locals` as the event loop for Python coroutines.
+pub(crate) async fn on_loop<F: Future>(locals: TaskLocals, fut: F) -> F::Output {
+    EVENT_LOOP.scope(locals, fut).await
+}
+
+static COROUTINE_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static SPAWN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// A wrapped Python callable, safe to share between runs and threads.
+pub(crate) struct PyCallback {
+    func: Arc<Py<PyAny>>,
+    /// Plain functions run on the blocking pool; coroutine functions do not.
+    blocking: bool,
+}
+
+enum FirstStep {
+    Done(Reply),
+    /// The call produced a coroutine that must run on an event loop.
+    Pending(Py<PyAny>),
+}
+
+fn first_step(py: Python<'_>, func: &Py<PyAny>, arg: String) -> PyResult<FirstStep> {
+    let out = func.bind(py).call1((arg,))?;
+    let coroutine = COROUTINE_TYPE.import(py, "types", "CoroutineType")?;
+    if out.is_instance(coroutine)? {
+        return Ok(FirstStep::Pending(out.unbind()));
+    }
+    Ok(FirstStep::Done(extract_reply(&out)?))
+}
+
+fn extract_reply(out: &Bound<'_, PyAny>) -> PyResult<Reply> {
+    let tuple = out.cast::<PyTuple>().map_err(|_| {
+        PyRuntimeError::new_err("internal: a wrapped callable must answer (kind, payload)")
+    })?;
+    tuple.extract()
+}
+
+impl PyCallback {
+    pub(crate) fn new(func: Py<PyAny>, is_async: bool) -> Self {
+        Self {
+            func: Arc::new(func),
+            blocking: !is_async,
+        }
+    }
+
+    /// Calls the wrapped function with one JSON argument.
+    pub(crate) async fn call(&self, arg: String) -> PyResult<Reply> {
+        let locals = EVENT_LOOP.try_with(Clone::clone).ok();
+        let first = if self.blocking {
+            let func = Arc::clone(&self.func);
+            tokio::task::spawn_blocking(move || Python::attach(|py| first_step(py, &func, arg)))
+                .await
+                .map_err(|e| PyRuntimeError::new_err(format!("python call aborted: {e}")))??
+        } else {
+            Python::attach(|py| first_step(py, &self.func, arg))?
+        };
+        match first {
+            FirstStep::Done(reply) => Ok(reply),
+            FirstStep::Pending(coro) => {
+                let Some(locals) = locals else {
+                    Python::attach(|py| {
+                        // Close it so Python does not warn it was never awaited.
+                        let _ = coro.call_method0(py, "close");
+                    });
+                    return Err(PyRuntimeError::new_err(
+                        "an async callable needs the asyncio event loop of the caller; \
+                         start runs with `await orch.run(...)` or `orch.stream(...)`",
+                    ));
+                };
+                await_on_loop(&locals, coro).await
+            }
+        }
+    }
+}
+
+/// Schedules `coro` on the loop of `locals` and waits for its reply.
+async fn await_on_loop(locals: &TaskLocals, coro: Py<PyAny>) -> PyResult<Reply> {
+    let (tx, rx) = oneshot::channel();
+    let handle = Python::attach(|py| -> PyResult<Py<PyAny>> {
+        let spawn = SPAWN.import(py, "orchestra._bridge", "spawn")?;
+        let done = Py::new(
+            py,
+            Completion {
+                tx: Mutex::new(Some(tx)),
+            },
+        )?;
+        Ok(spawn
+            .call1((locals.event_loop(py), locals.context(py), coro, done))?
+            .unbind())
+    })?;
+    let mut guard = CancelOnDrop {
+        handle: Some(handle),
+    };
+    let reply = rx.await;
+    guard.handle = None;
+    match reply {
+        Ok(Some(reply)) => Ok(reply),
+        Ok(None) => Err(pyo3::exceptions::asyncio::CancelledError::new_err(
+            "the python task was cancelled",
+        )),
+        Err(_) => Err(PyRuntimeError::new_err(
+            "the event loop dropped the call (was it closed?)",
+        )),
+    }
+}
+
+/// Cancels the Python task when the Rust side stops waiting for it.
+struct CancelOnDrop {
+    handle: Option<Py<PyAny>>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            Python::attach(|py| {
+                if let Err(e) = handle.call_method0(py, "cancel") {
+                    e.write_unraisable(py, None);
+                }
+            });
+        }
+    }
+}
+
+/// Receives the reply of a coroutine from the event loop thread.
+#[pyclass(frozen, module = "orchestra._orchestra")]
+struct Completion {
+    tx: Mutex<Option<oneshot::Sender<Option<Reply>>>>,
+}
+
+#[pymethods]
+impl Completion {
+    /// `reply` is None when the task was cancelled.
+    fn __call__(&self, reply: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let reply = reply.map(extract_reply).transpose()?;
+        let tx = match self.tx.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        if let Some(tx) = tx {
+            // The receiver is gone when the run stopped waiting: nothing to do.
+            let _ = tx.send(reply);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,46 @@
+//! Python bindings of orchestra-core, imported as `orchestra`.
+//!
+//! This crate is the private native module `orchestra._orchestra`; the
+//! public API is the pure-Python facade in `python/orchestra`, which turns
+//! Python functions into agents and core JSON into typed objects.
+//!
+//! - [`orchestrator`]: the native `Orchestrator` and `RunHandle`.
+//! - [`agent`]: Python callables as core agents, managers and planners.
+//! - [`bridge`]: how a Python call runs (blocking pool or the caller's loop).
+//! - [`store`]: memory and Redis session stores.
+//! - [`error`]: core errors as `orchestra.OrchestraError` subclasses.
+//!
+//! ```text
+//! import orchestra
+//! orch = orchestra.Orchestrator()
+//! orch.add_agent("echo", lambda inp: inp.task)
+//! result = orch.run_sync("sequential", "hello", agents=["echo"])
+//! assert result.output == "hello"
+//! ```
+
+mod agent;
+mod bridge;
+mod error;
+mod orchestrator;
+mod store;
+
+use pyo3::prelude::*;
+
+/// The five patterns with their descriptions and options' JSON schema (JSON).
+#[pyfunction]
+fn patterns() -> PyResult<String> {
+    use error::PyResultExt;
+    serde_json::to_string(&orchestra_core::pattern::catalog()).into_py_result()
+}
+
+#[pymodule]
+fn _orchestra(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<orchestrator::PyOrchestrator>()?;
+    m.add_class::<orchestrator::RunHandle>()?;
+    m.add_class::<store::PyStore>()?;
+    m.add_function(wrap_pyfunction!(patterns, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("EVENT_SCHEMA_VERSION", orchestra_core::EVENT_SCHEMA_VERSION)?;
+    m.add("HAS_REDIS", cfg!(feature = "redis"))?;
+    Ok(())
+}

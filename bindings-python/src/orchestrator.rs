@@ -1,0 +1,424 @@
+//! The native orchestrator: registry calls, runs and sessions.
+//!
+//! A run is always started as a core event stream and handed to a
+//! forwarding task that owns it. `run()` waits for the terminal event only;
+//! `stream()` also forwards each event as its core JSON. The forwarding task
+//! publishes the run's result after the run is recorded in the session, so
+//! "cancelled and then awaited" always finds the session up to date.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock},
+};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use orchestra_core::{
+    Orchestrator, OrchestraError, Pattern, PatternOutput, RunRequest, RunStream,
+    context::{Components, RunContext, Scope},
+    pattern,
+    session::Page,
+};
+use pyo3::{exceptions::PyRuntimeError, prelude::*};
+use pyo3_async_runtimes::TaskLocals;
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::{
+    agent::{PyAgent, PyManager, PyPlanner},
+    bridge::{PyCallback, on_loop},
+    error::{PyResultExt, orchestra_error},
+    store::PyStore,
+};
+
+/// The result of a finished run, as core JSON (`None` if it ended without one).
+type Outcome = Option<Arc<str>>;
+type Runs = Arc<Mutex<HashMap<String, watch::Receiver<Option<Outcome>>>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// A built-in pattern whose Python callables run on the caller's event loop.
+///
+/// The pattern itself is built by the core from the request's options (with
+/// the orchestrator's own managers and planners); this wrapper only sets the
+/// event loop around its future.
+struct OnCallerLoop {
+    name: &'static str,
+    agents_optional: bool,
+    pattern: String,
+    options: Value,
+    built: OnceLock<Arc<dyn Pattern>>,
+    locals: TaskLocals,
+}
+
+impl OnCallerLoop {
+    fn new(pattern: &str, options: &Value, locals: TaskLocals) -> Result<Self, OrchestraError> {
+        // Name and defaults only: the real options are checked in `validate`,
+        // against the registered managers and planners.
+        let probe = pattern::build(
+            pattern,
+            &Value::Object(Map::new()),
+            &Components::default(),
+        )?;
+        Ok(Self {
+            name: probe.name(),
+            agents_optional: probe.agents_optional(),
+            pattern: pattern.to_owned(),
+            options: options.clone(),
+            built: OnceLock::new(),
+            locals,
+        })
+    }
+}
+
+#[async_trait]
+impl Pattern for OnCallerLoop {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn agents_optional(&self) -> bool {
+        self.agents_optional
+    }
+
+    fn validate(&self, scope: &Scope, components: &Components) -> Result<(), OrchestraError> {
+        let built = pattern::build(&self.pattern, &self.options, components)?;
+        built.validate(scope, components)?;
+        let _ = self.built.set(built);
+        Ok(())
+    }
+
+    async fn run(&self, ctx: &RunContext, scope: Scope) -> Result<PatternOutput, OrchestraError> {
+        let inner = match self.built.get() {
+            Some(p) => Arc::clone(p),
+            None => ctx.build_pattern(&self.pattern, &self.options)?,
+        };
+        on_loop(self.locals.clone(), inner.run(ctx, scope)).await
+    }
+}
+
+/// Runs orchestrations; the facade's `orchestra.Orchestrator` wraps it.
+#[pyclass(frozen, name = "Orchestrator", module = "orchestra._orchestra")]
+pub(crate) struct PyOrchestrator {
+    inner: Orchestrator,
+    runs: Runs,
+}
+
+fn parse_json(what: &str, json: Option<&str>) -> PyResult<Value> {
+    match json {
+        None => Ok(Value::Object(Map::new())),
+        Some(s) => serde_json::from_str(s).map_err(|e| {
+            orchestra_error("invalid_request", format!("{what}: invalid JSON: {e}"))
+        }),
+    }
+}
+
+#[pymethods]
+impl PyOrchestrator {
+    #[new]
+    #[pyo3(signature = (store = None))]
+    fn new(store: Option<&PyStore>) -> Self {
+        let mut builder = Orchestrator::builder();
+        if let Some(store) = store {
+            builder = builder.store(Arc::clone(&store.inner));
+        }
+        Self {
+            inner: builder.build(),
+            runs: Arc::default(),
+        }
+    }
+
+    /// Registers a wrapped agent callable (see `orchestra._bridge`).
+    fn add_agent(&self, name: String, description: String, call: Py<PyAny>, is_async: bool) {
+        self.inner.register(PyAgent::new(
+            name,
+            description,
+            PyCallback::new(call, is_async),
+        ));
+    }
+
+    fn remove_agent(&self, name: &str) -> bool {
+        self.inner.remove_agent(name)
+    }
+
+    /// `(name, description)` of each registered agent, in registration order.
+    fn agents(&self) -> Vec<(String, String)> {
+        self.inner
+            .agents()
+            .into_iter()
+            .map(|a| (a.name, a.description))
+            .collect()
+    }
+
+    /// Registers a group chat manager; each part is `(wrapped callable, is_async)`.
+    #[pyo3(signature = (name, select, terminate = None, filter = None))]
+    fn add_manager(
+        &self,
+        name: String,
+        select: (Py<PyAny>, bool),
+        terminate: Option<(Py<PyAny>, bool)>,
+        filter: Option<(Py<PyAny>, bool)>,
+    ) {
+        let cb = |(f, a): (Py<PyAny>, bool)| PyCallback::new(f, a);
+        self.inner.register_manager(
+            name,
+            Arc::new(PyManager::new(
+                cb(select),
+                terminate.map(cb),
+                filter.map(cb),
+            )),
+        );
+    }
+
+    fn add_planner(&self, name: String, call: Py<PyAny>, is_async: bool) {
+        let planner = PyPlanner::new(name.clone(), PyCallback::new(call, is_async));
+        self.inner.register_planner(name, Arc::new(planner));
+    }
+
+    /// Starts a run on the calling event loop. Raises for an invalid request;
+    /// otherwise the returned handle reports the run's events and result.
+    #[pyo3(signature = (pattern, task, agents, session_id, options_json, metadata_json, events))]
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        &self,
+        py: Python<'_>,
+        pattern: &str,
+        task: String,
+        agents: Option<Vec<String>>,
+        session_id: Option<String>,
+        options_json: Option<&str>,
+        metadata_json: Option<&str>,
+        events: bool,
+    ) -> PyResult<RunHandle> {
+        let locals = TaskLocals::with_running_loop(py)
+            .map_err(|_| {
+                PyRuntimeError::new_err(
+                    "no running event loop: call this from async code, or use run_sync()",
+                )
+            })?
+            .copy_context(py)?;
+        let options = parse_json("options", options_json)?;
+        let metadata = match parse_json("metadata", metadata_json)? {
+            Value::Object(m) => m,
+            _ => return Err(orchestra_error("invalid_request", "metadata must be a dict")),
+        };
+        let mut request = RunRequest::new(pattern, task).options(options);
+        request.agents = agents;
+        request.session_id = session_id;
+        request.metadata = metadata;
+        let wrapped = OnCallerLoop::new(pattern, &request.options, locals).into_py_result()?;
+        let stream = {
+            let _runtime = pyo3_async_runtimes::tokio::get_runtime().enter();
+            self.inner
+                .stream_pattern(Arc::new(wrapped), request)
+                .into_py_result()?
+        };
+        Ok(RunHandle::spawn(stream, events, Arc::clone(&self.runs)))
+    }
+
+    /// Waits for a run started by this orchestrator; `None` if it is not in
+    /// flight (finished already, or unknown).
+    fn wait_run<'py>(&self, py: Python<'py>, run_id: &str) -> PyResult<Bound<'py, PyAny>> {
+        let rx = lock(&self.runs).get(run_id).cloned();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            match rx {
+                None => Ok(None),
+                Some(rx) => Ok(wait_outcome(rx).await.map(|s| s.to_string())),
+            }
+        })
+    }
+
+    /// Cancels a run in flight; False if it is not running here.
+    fn cancel(&self, run_id: &str) -> bool {
+        self.inner.cancel(run_id)
+    }
+
+    fn active_runs(&self) -> usize {
+        self.inner.active_runs()
+    }
+
+    /// The session as core JSON, or None.
+    fn get_session<'py>(&self, py: Python<'py>, session_id: String) -> PyResult<Bound<'py, PyAny>> {
+        let orch = self.inner.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let session = orch.get_session(&session_id).await.into_py_result()?;
+            session
+                .map(|s| serde_json::to_string(&s))
+                .transpose()
+                .into_py_result()
+        })
+    }
+
+    fn delete_session<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let orch = self.inner.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            orch.delete_session(&session_id).await.into_py_result()
+        })
+    }
+
+    #[pyo3(signature = (offset = 0, limit = 50))]
+    fn list_sessions<'py>(
+        &self,
+        py: Python<'py>,
+        offset: usize,
+        limit: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let orch = self.inner.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let list = orch
+                .list_sessions(Page { offset, limit })
+                .await
+                .into_py_result()?;
+            serde_json::to_string(&list).into_py_result()
+        })
+    }
+}
+
+async fn wait_outcome(mut rx: watch::Receiver<Option<Outcome>>) -> Outcome {
+    match rx.wait_for(Option::is_some).await {
+        Ok(v) => v.clone().flatten(),
+        // The forwarding task ended without publishing: no result.
+        Err(_) => None,
+    }
+}
+
+/// One run in flight: its events (when asked for) and its result.
+/// Dropping the handle cancels the run.
+#[pyclass(frozen, module = "orchestra._orchestra")]
+pub(crate) struct RunHandle {
+    run_id: String,
+    session_id: String,
+    events: Option<Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<String>>>>,
+    outcome: watch::Receiver<Option<Outcome>>,
+    cancel: CancellationToken,
+    _guard: DropGuard,
+}
+
+impl RunHandle {
+    fn spawn(mut stream: RunStream, forward: bool, runs: Runs) -> Self {
+        let run_id = stream.run_id().to_owned();
+        let session_id = stream.session_id().to_owned();
+        let (outcome_tx, outcome) = watch::channel(None);
+        lock(&runs).insert(run_id.clone(), outcome.clone());
+        let (tx, rx) = if forward {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(Arc::new(tokio::sync::Mutex::new(rx))))
+        } else {
+            (None, None)
+        };
+        let cancel = CancellationToken::new();
+        let token = cancel.clone();
+        let id = run_id.clone();
+        let _runtime = pyo3_async_runtimes::tokio::get_runtime().enter();
+        tokio::spawn(async move {
+            let mut result: Outcome = None;
+            let mut cancel_sent = false;
+            loop {
+                let event = tokio::select! {
+                    biased;
+                    () = token.cancelled(), if !cancel_sent => {
+                        stream.cancel();
+                        cancel_sent = true;
+                        continue;
+                    }
+                    event = stream.next() => event,
+                };
+                let Some(event) = event else { break };
+                if let Some(r) = event.kind.result() {
+                    result = serde_json::to_string(r).ok().map(Arc::from);
+                }
+                if let Some(tx) = &tx {
+                    match serde_json::to_string(&event) {
+                        Ok(json) => {
+                            let _ = tx.send(json);
+                        }
+                        Err(e) => tracing_free_log(&format!("event not encodable: {e}")),
+                    }
+                }
+            }
+            drop(tx);
+            let _ = outcome_tx.send(Some(result));
+            lock(&runs).remove(&id);
+        });
+        Self {
+            run_id,
+            session_id,
+            events: rx,
+            outcome,
+            _guard: cancel.clone().drop_guard(),
+            cancel,
+        }
+    }
+}
+
+/// Events are plain serde structs, so encoding cannot fail in practice;
+/// if it ever does, say so on stderr rather than drop it silently.
+fn tracing_free_log(message: &str) {
+    eprintln!("orchestra: {message}");
+}
+
+#[pymethods]
+impl RunHandle {
+    #[getter]
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    #[getter]
+    fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// Asks the run to stop; it ends with `run_cancelled` once its agents stop.
+    fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// The next events (core JSON), as many as are ready; an empty list at the end.
+    fn next_events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let rx = self.events.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let Some(rx) = rx else {
+                return Err(PyRuntimeError::new_err("this run was started without events"));
+            };
+            let mut rx = rx.lock().await;
+            let mut batch = Vec::new();
+            if let Some(first) = rx.recv().await {
+                batch.push(first);
+                while let Ok(more) = rx.try_recv() {
+                    batch.push(more);
+                }
+            }
+            Ok(batch)
+        })
+    }
+
+    /// The run's result as core JSON, once the run is over and recorded.
+    fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let rx = self.outcome.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            match wait_outcome(rx).await {
+                Some(json) => Ok(json.to_string()),
+                None => Err(orchestra_error(
+                    "internal",
+                    "the run ended without a result",
+                )),
+            }
+        })
+    }
+
+    /// True once the run is over and its result is available.
+    fn done(&self) -> bool {
+        self.outcome.borrow().is_some()
+    }
+}
