@@ -45,6 +45,7 @@
 pub mod agent;
 pub mod agents;
 pub mod context;
+pub mod discovery;
 pub mod error;
 pub mod event;
 #[cfg(feature = "http-agents")]
