@@ -24,7 +24,12 @@ pub async fn require_api_key(State(state): State<AppState>, req: Request, next: 
             scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
         });
     match presented {
-        Some(key) if state.api_keys.iter().any(|k| constant_time_eq(k.as_bytes(), key.as_bytes())) => {
+        Some(key)
+            if state
+                .api_keys
+                .iter()
+                .any(|k| constant_time_eq(k.as_bytes(), key.as_bytes())) =>
+        {
             next.run(req).await
         }
         _ => ApiError::unauthorized().into_response(),

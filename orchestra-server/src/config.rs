@@ -250,9 +250,8 @@ impl Config {
 /// Resolves `env:NAME` to the variable's value; other values are literal.
 pub fn resolve_secret(value: &str) -> Result<String, ConfigError> {
     match value.strip_prefix("env:") {
-        Some(var) => std::env::var(var.trim()).map_err(|_| {
-            ConfigError::Invalid(format!("environment variable {var} is not set"))
-        }),
+        Some(var) => std::env::var(var.trim())
+            .map_err(|_| ConfigError::Invalid(format!("environment variable {var} is not set"))),
         None => Ok(value.to_owned()),
     }
 }

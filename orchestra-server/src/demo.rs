@@ -109,7 +109,10 @@ pub fn demo_agent(name: &str) -> Option<AgentRef> {
             let lines = i.task.lines().filter(|l| !l.trim().is_empty()).count();
             with_usage(format!(
                 "Summary ({lines} lines read): {}",
-                clip(i.task.lines().find(|l| !l.trim().is_empty()).unwrap_or(""), 160)
+                clip(
+                    i.task.lines().find(|l| !l.trim().is_empty()).unwrap_or(""),
+                    160
+                )
             ))
         }),
         "demo_echo" => FnAgent::arc(name, description, |i: AgentInput, _| async move { i.task }),

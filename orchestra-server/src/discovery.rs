@@ -95,8 +95,11 @@ pub struct StaticDiscovery {
 
 impl StaticDiscovery {
     pub fn from_config(config: &Config) -> Self {
-        let mut agents: Vec<AgentDescriptor> =
-            config.agents.iter().map(AgentDescriptor::from_config).collect();
+        let mut agents: Vec<AgentDescriptor> = config
+            .agents
+            .iter()
+            .map(AgentDescriptor::from_config)
+            .collect();
         if config.demo_agents_enabled() {
             let configured: HashSet<String> = agents.iter().map(|a| a.name.clone()).collect();
             for (name, description) in demo::DEMO_AGENTS {
@@ -156,7 +159,9 @@ pub fn build_agent(
                 let value = resolve_secret(value).map_err(|e| invalid(e.to_string()))?;
                 b = b.header(name, &value).map_err(|e| invalid(e.to_string()))?;
             }
-            Ok(std::sync::Arc::new(b.build().map_err(|e| invalid(e.to_string()))?))
+            Ok(std::sync::Arc::new(
+                b.build().map_err(|e| invalid(e.to_string()))?,
+            ))
         }
         "demo" => demo::demo_agent(&d.name).ok_or_else(|| {
             invalid(format!(
@@ -238,7 +243,11 @@ pub async fn sync_agents(
         orch.register_arc(agent);
     }
     let count = found.len();
-    tracing::info!(source = discovery.name(), agents = count, "agents registered");
+    tracing::info!(
+        source = discovery.name(),
+        agents = count,
+        "agents registered"
+    );
     registry.replace(found);
     Ok(count)
 }
@@ -251,14 +260,12 @@ pub async fn probe(d: &AgentDescriptor, client: &reqwest::Client) -> (String, Op
     let Some(url) = &d.health_url else {
         return ("unknown".into(), None);
     };
-    match client
-        .get(url)
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-    {
+    match client.get(url).timeout(Duration::from_secs(2)).send().await {
         Ok(r) if r.status().is_success() => ("ok".into(), None),
-        Ok(r) => ("down".into(), Some(format!("health probe answered {}", r.status()))),
+        Ok(r) => (
+            "down".into(),
+            Some(format!("health probe answered {}", r.status())),
+        ),
         Err(e) => ("down".into(), Some(format!("health probe failed: {e}"))),
     }
 }

@@ -223,7 +223,10 @@ mod tests {
     #[test]
     fn syntax_errors_are_400_and_shape_errors_422_naming_the_field() {
         let e = parse_json::<Body>(b"{\"task\":").unwrap_err();
-        assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "invalid_json"));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_REQUEST, "invalid_json")
+        );
         let e = parse_json::<Body>(br#"{"task":"t","agents":[1]}"#).unwrap_err();
         assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(e.message.contains("agents[0]"), "{}", e.message);
@@ -234,8 +237,8 @@ mod tests {
         let e = ApiError::from(StoreError::Backend("password=hunter2 at 10.0.0.3".into()));
         let response = e.into_response();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let body = futures::executor::block_on(axum::body::to_bytes(response.into_body(), 4096))
-            .unwrap();
+        let body =
+            futures::executor::block_on(axum::body::to_bytes(response.into_body(), 4096)).unwrap();
         let text = String::from_utf8_lossy(&body);
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("store_error"), "{text}");
@@ -246,6 +249,9 @@ mod tests {
         let e = ApiError::from(OrchestraError::UnknownAgent {
             name: "ghost".into(),
         });
-        assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "unknown_agent"));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_REQUEST, "unknown_agent")
+        );
     }
 }

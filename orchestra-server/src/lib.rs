@@ -86,7 +86,8 @@ pub fn router(state: AppState) -> Router {
                 .layer(HandleErrorLayer::new(timeout_error))
                 .timeout(config.request_timeout()),
         );
-    let streaming = Router::new().route("/orchestrate/stream", post(orchestrate::orchestrate_stream));
+    let streaming =
+        Router::new().route("/orchestrate/stream", post(orchestrate::orchestrate_stream));
 
     Router::new()
         .merge(timed)
@@ -115,16 +116,16 @@ fn cors(config: &Config) -> CorsLayer {
     let allow = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {
-        AllowOrigin::list(
-            origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok()),
-        )
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
     };
     CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
-        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, REQUEST_ID.clone()])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            REQUEST_ID.clone(),
+        ])
         .expose_headers([
             REQUEST_ID.clone(),
             HeaderName::from_static("x-orchestra-run-id"),
@@ -195,7 +196,10 @@ pub async fn serve_state(
         r = &mut server => return Ok(r?),
         () = shutting_down.cancelled() => {}
     }
-    tracing::info!(?drain_timeout, "shutting down: no new connections; draining requests in flight");
+    tracing::info!(
+        ?drain_timeout,
+        "shutting down: no new connections; draining requests in flight"
+    );
     if let Ok(r) = tokio::time::timeout(drain_timeout, &mut server).await {
         tracing::info!("drained");
         return Ok(r?);

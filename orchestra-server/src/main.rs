@@ -59,7 +59,10 @@ fn main() -> ExitCode {
         }
     };
     orchestra_server::telemetry::init(config.log_format, &config.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("orchestra-server: cannot start the runtime: {e}");

@@ -64,7 +64,10 @@ pub fn prometheus() -> PrometheusHandle {
 }
 
 fn describe() {
-    metrics::describe_counter!("orchestra_runs_total", "Runs finished, by pattern and status.");
+    metrics::describe_counter!(
+        "orchestra_runs_total",
+        "Runs finished, by pattern and status."
+    );
     metrics::describe_histogram!(
         "orchestra_run_duration_seconds",
         metrics::Unit::Seconds,

@@ -24,7 +24,12 @@ pub fn init(format: LogFormat, level: &str) -> bool {
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true),
+            )
             .try_init()
             .is_ok(),
         LogFormat::Text => registry.with(fmt::layer()).try_init().is_ok(),

@@ -10,7 +10,10 @@
 use std::{borrow::Cow, sync::OnceLock};
 
 use axum::{Json, extract::State};
-use schemars::{JsonSchema, SchemaGenerator, generate::{Contract, SchemaSettings}};
+use schemars::{
+    JsonSchema, SchemaGenerator,
+    generate::{Contract, SchemaSettings},
+};
 use serde_json::{Map, Value};
 use utoipa::{
     Modify, OpenApi, PartialSchema, ToSchema,
@@ -24,7 +27,13 @@ use utoipa::{
 use crate::{
     discovery::AgentListing,
     error::{ErrorBody, ErrorDetail},
-    routes::{self, agents::AgentList, health::{Health, StoreHealth}, patterns::{PatternList, PatternListing}, sessions::SessionList},
+    routes::{
+        self,
+        agents::AgentList,
+        health::{Health, StoreHealth},
+        patterns::{PatternList, PatternListing},
+        sessions::SessionList,
+    },
     state::AppState,
 };
 

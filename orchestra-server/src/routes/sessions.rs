@@ -64,9 +64,8 @@ pub async fn list_sessions(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<SessionList>, ApiError> {
-    let Query(p) = params.map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
-    })?;
+    let Query(p) = params
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     if p.limit == 0 || p.limit > MAX_PAGE {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
