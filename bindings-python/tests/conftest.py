@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import AsyncIterator, List
+
+import pytest
+
+import orchestra
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def orch() -> orchestra.Orchestrator:
+    """An orchestrator with a few trivial agents, sync and async."""
+    o = orchestra.Orchestrator()
+
+    @o.agent(description="finds facts and sources")
+    def researcher(inp: orchestra.AgentInput) -> str:
+        return f"facts about {inp.task}"
+
+    @o.agent(description="writes prose and articles")
+    async def writer(inp: orchestra.AgentInput) -> str:
+        await asyncio.sleep(0)
+        return f"article on {inp.task}"
+
+    @o.agent(description="repeats the task")
+    def echo(inp: orchestra.AgentInput) -> str:
+        return inp.task
+
+    return o
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"orchestra-py-test-{uuid.uuid4().hex}"
+
+
+async def collect(events: orchestra.RunEvents) -> List[orchestra.Event]:
+    return [ev async for ev in events]
+
+
+@pytest.fixture
+async def never() -> AsyncIterator[asyncio.Event]:
+    """An event nobody sets: agents wait on it until they are cancelled."""
+    yield asyncio.Event()
