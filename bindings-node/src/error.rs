@@ -33,7 +33,8 @@ impl<T> NapiExt<T> for Result<T, StoreError> {
 pub fn orchestra_error(err: &OrchestraError) -> napi::Error {
     let mut extra = Map::new();
     match err {
-        OrchestraError::InvalidRequest { field, .. } | OrchestraError::InvalidOptions { field, .. } => {
+        OrchestraError::InvalidRequest { field, .. }
+        | OrchestraError::InvalidOptions { field, .. } => {
             extra.insert("field".into(), json!(field));
         }
         OrchestraError::AgentFailed { agent, source } => {

@@ -67,7 +67,8 @@ impl NativeStore {
         if let Some(ms) = response_timeout_ms {
             config = config.response_timeout(millis(ms));
         }
-        let store = within_runtime_if_available(|| RedisStore::connect_lazy(&url, config)).napi()?;
+        let store =
+            within_runtime_if_available(|| RedisStore::connect_lazy(&url, config)).napi()?;
         Ok(Self {
             store: Arc::new(store),
         })
