@@ -270,7 +270,8 @@ class Orchestrator:
         """
 
         def register(f: F) -> F:
-            self.add_agent(name or getattr(f, "__name__", "agent"), f, description=description)
+            agent_name: str = name or getattr(f, "__name__", None) or "agent"
+            self.add_agent(agent_name, f, description=description)
             return f
 
         return register(fn) if fn is not None else register

@@ -117,12 +117,12 @@ class AgentInput:
     @property
     def metadata(self) -> JSON:
         """The request's metadata."""
-        return self._d.get("metadata") or {}  # type: ignore[no-any-return]
+        return self._d.get("metadata") or {}
 
     @property
     def state(self) -> JSON:
         """The session's shared state (a JSON object) as of this step."""
-        return self._d.get("state") or {}  # type: ignore[no-any-return]
+        return self._d.get("state") or {}
 
     def to_dict(self) -> JSON:
         return self._d
@@ -460,7 +460,7 @@ class Session:
 
     @property
     def state(self) -> JSON:
-        return self._d.get("state") or {}  # type: ignore[no-any-return]
+        return self._d.get("state") or {}
 
     @property
     def runs(self) -> List[RunResult]:
@@ -476,7 +476,7 @@ class Session:
 
     @property
     def metadata(self) -> JSON:
-        return self._d.get("metadata") or {}  # type: ignore[no-any-return]
+        return self._d.get("metadata") or {}
 
     @property
     def created_at(self) -> str:
