@@ -224,7 +224,11 @@ fn choose_interface(
             offers.push((url.to_owned(), legacy));
         }
     }
-    for i in card["additionalInterfaces"].as_array().into_iter().flatten() {
+    for i in card["additionalInterfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         if let (Some(url), true) = (i["url"].as_str(), is_jsonrpc(i["transport"].as_str())) {
             offers.push((url.to_owned(), legacy));
         }
@@ -248,8 +252,15 @@ fn choose_interface(
 /// "TASK_STATE_INPUT_REQUIRED", "input-required", "input_required" → "input-required".
 fn normalize_state(s: &str) -> String {
     let s = s.to_ascii_lowercase();
-    let s = s.strip_prefix("task_state_").unwrap_or(&s).replace('_', "-");
-    if s == "cancelled" { "canceled".into() } else { s }
+    let s = s
+        .strip_prefix("task_state_")
+        .unwrap_or(&s)
+        .replace('_', "-");
+    if s == "cancelled" {
+        "canceled".into()
+    } else {
+        s
+    }
 }
 
 fn is_terminal(state: &str) -> bool {
@@ -528,7 +539,9 @@ impl A2aAgent {
         self.version == Version::V10
     }
 
-    fn contexts(&self) -> std::sync::MutexGuard<'_, LruCache<String, (Option<String>, Option<String>)>> {
+    fn contexts(
+        &self,
+    ) -> std::sync::MutexGuard<'_, LruCache<String, (Option<String>, Option<String>)>> {
         match self.contexts.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -572,7 +585,8 @@ impl A2aAgent {
                 "parts": [{"text": input.task}],
             }),
         };
-        m["metadata"] = json!({"orchestra": {"session_id": input.session_id, "run_id": input.run_id}});
+        m["metadata"] =
+            json!({"orchestra": {"session_id": input.session_id, "run_id": input.run_id}});
         if let Some(c) = context_id {
             m["contextId"] = json!(c);
         }
@@ -605,7 +619,10 @@ impl A2aAgent {
     fn result(rpc: Value) -> Result<Value, AgentError> {
         if let Some(err) = rpc.get("error").filter(|e| !e.is_null()) {
             let code = err["code"].as_i64().unwrap_or(0);
-            let message = err["message"].as_str().unwrap_or("unknown error").to_owned();
+            let message = err["message"]
+                .as_str()
+                .unwrap_or("unknown error")
+                .to_owned();
             let text = format!("A2A error {code}: {message}");
             // -32603 is the peer's internal error: worth another try.
             return Err(if code == -32603 {
@@ -626,7 +643,10 @@ impl A2aAgent {
         call: &ChatCall<'_>,
     ) -> Result<(), AgentError> {
         let response = call
-            .guard(Some(self.timeout), self.request(self.version.send(false), params).send())
+            .guard(
+                Some(self.timeout),
+                self.request(self.version.send(false), params).send(),
+            )
             .await?
             .map_err(transport)?;
         if let Some(e) = Self::status_error(response.status(), response.headers()) {
@@ -641,7 +661,10 @@ impl A2aAgent {
         })?;
         let result = Self::result(rpc)?;
         let item = classify(&result).ok_or_else(|| {
-            AgentError::InvalidOutput(format!("unrecognized A2A result: {}", clip(&result.to_string(), 200)))
+            AgentError::InvalidOutput(format!(
+                "unrecognized A2A result: {}",
+                clip(&result.to_string(), 200)
+            ))
         })?;
         view.apply(item);
         Ok(())
@@ -705,11 +728,13 @@ impl A2aAgent {
             ));
         };
         while !view.settled() {
-            call.guard(None, tokio::time::sleep(self.poll_interval)).await?;
+            call.guard(None, tokio::time::sleep(self.poll_interval))
+                .await?;
             let response = call
                 .guard(
                     Some(self.timeout),
-                    self.request(self.version.get_task(), json!({"id": id})).send(),
+                    self.request(self.version.get_task(), json!({"id": id}))
+                        .send(),
                 )
                 .await?
                 .map_err(transport)?;
@@ -779,7 +804,9 @@ impl Agent for A2aAgent {
         let state = view.state.clone().unwrap_or_else(|| "completed".into());
         {
             // Remember the peer's context (and a task waiting for input) for this session.
-            let waiting = is_interrupted(&state).then(|| view.task_id.clone()).flatten();
+            let waiting = is_interrupted(&state)
+                .then(|| view.task_id.clone())
+                .flatten();
             self.contexts()
                 .put(input.session_id.clone(), (view.context_id.clone(), waiting));
         }
@@ -787,7 +814,11 @@ impl Agent for A2aAgent {
             "failed" | "rejected" => {
                 return Err(AgentError::msg(format!(
                     "A2A task {state}: {}",
-                    if view.status_text.is_empty() { "no reason given" } else { &view.status_text }
+                    if view.status_text.is_empty() {
+                        "no reason given"
+                    } else {
+                        &view.status_text
+                    }
                 )));
             }
             "canceled" => return Err(AgentError::msg("the A2A peer canceled the task")),
@@ -810,7 +841,10 @@ mod tests {
 
     #[test]
     fn states_of_both_versions_normalize_alike() {
-        assert_eq!(normalize_state("TASK_STATE_INPUT_REQUIRED"), "input-required");
+        assert_eq!(
+            normalize_state("TASK_STATE_INPUT_REQUIRED"),
+            "input-required"
+        );
         assert_eq!(normalize_state("input-required"), "input-required");
         assert_eq!(normalize_state("cancelled"), "canceled");
         assert!(is_terminal(&normalize_state("TASK_STATE_COMPLETED")));
@@ -843,7 +877,10 @@ mod tests {
             card_url("http://h:1/").unwrap().as_str(),
             "http://h:1/.well-known/agent-card.json"
         );
-        assert_eq!(card_url("http://h:1/card.json").unwrap().as_str(), "http://h:1/card.json");
+        assert_eq!(
+            card_url("http://h:1/card.json").unwrap().as_str(),
+            "http://h:1/card.json"
+        );
     }
 
     #[test]
@@ -855,7 +892,10 @@ mod tests {
         };
         assert_eq!(v.apply(a("Hel", false)).as_deref(), Some("Hel"));
         assert_eq!(v.apply(a("lo", true)).as_deref(), Some("lo"));
-        v.apply(classify(&json!({"statusUpdate": {"status": {"state": "TASK_STATE_COMPLETED"}}})).unwrap());
+        v.apply(
+            classify(&json!({"statusUpdate": {"status": {"state": "TASK_STATE_COMPLETED"}}}))
+                .unwrap(),
+        );
         assert!(v.settled());
         assert_eq!(v.content(), "Hello");
         assert_eq!(v.states, vec!["completed"]);

@@ -37,11 +37,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::{
-    collections::BTreeMap,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use reqwest::{
@@ -458,9 +454,7 @@ impl OpenAiChatModel {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
                 Err(e) => {
-                    return Err(AgentError::Transport(format!(
-                        "stream broke off: {e}"
-                    )));
+                    return Err(AgentError::Transport(format!("stream broke off: {e}")));
                 }
             };
             for event in parser.push(&chunk) {
@@ -823,9 +817,11 @@ mod tests {
     #[test]
     fn streamed_tool_call_pieces_are_joined_by_index() {
         let mut acc = StreamAccumulator::default();
-        acc.add(chunk(json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": null,
+        acc.add(chunk(
+            json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": null,
             "tool_calls": [{"index": 0, "id": "call_a", "type": "function",
-                            "function": {"name": "get_weather", "arguments": ""}}]}}]})));
+                            "function": {"name": "get_weather", "arguments": ""}}]}}]}),
+        ));
         acc.add(chunk(json!({"choices": [{"index": 0, "delta": {
             "tool_calls": [{"index": 1, "id": "call_b", "function": {"name": "get_time", "arguments": "{}"}}]}}]})));
         acc.add(chunk(json!({"choices": [{"index": 0, "delta": {

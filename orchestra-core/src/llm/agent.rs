@@ -418,7 +418,10 @@ mod tests {
     #[test]
     fn transfer_tool_names_are_valid_function_names() {
         assert_eq!(transfer_tool_name("billing"), "transfer_to_billing");
-        assert_eq!(transfer_tool_name("sales team.eu"), "transfer_to_sales_team_eu");
+        assert_eq!(
+            transfer_tool_name("sales team.eu"),
+            "transfer_to_sales_team_eu"
+        );
         assert!(transfer_tool_name(&"x".repeat(100)).len() <= 64);
     }
 

@@ -131,8 +131,8 @@ pub struct LlmPlanner {
 
 impl LlmPlanner {
     pub fn new(model: Arc<dyn ChatModel>) -> Self {
-        let schema = serde_json::to_value(schemars::schema_for!(PlannerReply))
-            .unwrap_or(Value::Bool(true));
+        let schema =
+            serde_json::to_value(schemars::schema_for!(PlannerReply)).unwrap_or(Value::Bool(true));
         let validator = jsonschema::validator_for(&schema).map_err(|e| e.to_string());
         Self {
             model,
@@ -218,7 +218,10 @@ impl LlmPlanner {
                         clip(&e.outcome, 800)
                     ));
                     if !e.failed_agents.is_empty() {
-                        user.push_str(&format!(" (failing agents: {})", e.failed_agents.join(", ")));
+                        user.push_str(&format!(
+                            " (failing agents: {})",
+                            e.failed_agents.join(", ")
+                        ));
                     }
                 }
                 user.push_str(&format!(
@@ -245,7 +248,10 @@ impl LlmPlanner {
             })
             .collect();
         if !errors.is_empty() {
-            return Err(format!("the answer does not match the schema: {}", errors.join("; ")));
+            return Err(format!(
+                "the answer does not match the schema: {}",
+                errors.join("; ")
+            ));
         }
         let reply: PlannerReply =
             serde_json::from_value(value).map_err(|e| format!("the answer is malformed: {e}"))?;
@@ -264,7 +270,10 @@ impl LlmPlanner {
             return Err(if p.next_speaker.is_empty() {
                 "no steps and no next_speaker".into()
             } else {
-                format!("next_speaker '{}' is not an agent of the team", p.next_speaker)
+                format!(
+                    "next_speaker '{}' is not an agent of the team",
+                    p.next_speaker
+                )
             });
         }
         Ok(reply)
@@ -310,7 +319,11 @@ impl LlmPlanner {
             yes(p.is_request_satisfied),
             yes(p.is_progress_being_made),
             yes(p.is_in_loop),
-            if p.next_speaker.is_empty() { "nobody" } else { &p.next_speaker },
+            if p.next_speaker.is_empty() {
+                "nobody"
+            } else {
+                &p.next_speaker
+            },
             p.instruction,
             if p.reason.is_empty() {
                 String::new()
@@ -424,7 +437,11 @@ mod tests {
         assert!(err.contains("schema"), "{err}");
         let mut stranger = good.clone();
         stranger["steps"][0]["agents"] = json!(["ghost"]);
-        assert!(p.check(&stranger.to_string(), &request()).unwrap_err().contains("ghost"));
+        assert!(
+            p.check(&stranger.to_string(), &request())
+                .unwrap_err()
+                .contains("ghost")
+        );
         let mut missing = good;
         missing.as_object_mut().unwrap().remove("progress_ledger");
         assert!(p.check(&missing.to_string(), &request()).is_err());
