@@ -106,14 +106,28 @@ pub fn demo_agent(name: &str) -> Option<AgentRef> {
             with_usage("APPROVED. The draft is clear and on topic.".to_owned())
         }),
         "demo_summarizer" => FnAgent::arc(name, description, |i: AgentInput, _| async move {
-            let lines = i.task.lines().filter(|l| !l.trim().is_empty()).count();
-            with_usage(format!(
-                "Summary ({lines} lines read): {}",
-                clip(
-                    i.task.lines().find(|l| !l.trim().is_empty()).unwrap_or(""),
-                    160
-                )
-            ))
+            // The answers to summarize are the agent messages since the last user message.
+            let start = i
+                .messages
+                .iter()
+                .rposition(|m| m.role == orchestra_core::Role::User)
+                .map_or(0, |p| p + 1);
+            let answers: Vec<String> = i.messages[start..]
+                .iter()
+                .filter(|m| m.role == orchestra_core::Role::Assistant)
+                .map(|m| {
+                    format!(
+                        "{} said '{}'",
+                        m.name.as_deref().unwrap_or("an agent"),
+                        clip(&m.content, 60)
+                    )
+                })
+                .collect();
+            with_usage(if answers.is_empty() {
+                format!("Summary: {}", clip(&i.task, 160))
+            } else {
+                format!("Summary of {} answers: {}.", answers.len(), answers.join("; "))
+            })
         }),
         "demo_echo" => FnAgent::arc(name, description, |i: AgentInput, _| async move { i.task }),
         _ => return None,

@@ -155,3 +155,16 @@ async fn an_http_agent_without_a_url_stops_start_up() {
     let err = AppState::from_config(config).await.err().unwrap();
     assert!(err.to_string().contains("cassandra"), "{err}");
 }
+
+#[tokio::test]
+async fn the_example_config_parses_and_starts_with_its_secrets_set() {
+    let text = include_str!("../../examples/server/orchestra.toml");
+    let config = Config::from_toml_str(text).unwrap();
+    assert_eq!(config.agents.len(), 2);
+    assert!(config.demo_agents_enabled());
+    // Without its secrets the example refuses to start, naming the variable.
+    if std::env::var_os("WIKI_SEARCH_TOKEN").is_none() {
+        let err = AppState::from_config(config).await.err().unwrap();
+        assert!(err.to_string().contains("WIKI_SEARCH_TOKEN"), "{err}");
+    }
+}

@@ -1,0 +1,33 @@
+//! Load-benchmark targets: a bare axum JSON echo route and the full
+//! orchestra router (demo agents, in-memory sessions), served by one process
+//! on two ports so both are measured under the same conditions.
+//!
+//! Run: `cargo run --release -p orchestra-server --example bench_targets -- 127.0.0.1:18101 127.0.0.1:18102`
+//! then point a load generator at `POST /echo` on the first port and
+//! `POST /orchestrate` on the second (see `scripts/bench-server`).
+
+use axum::{Json, Router, routing::post};
+use orchestra_server::{config::Config, serve_state, state::AppState};
+use serde_json::Value;
+
+async fn echo(Json(body): Json<Value>) -> Json<Value> {
+    Json(body)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let bare_addr = args.next().unwrap_or_else(|| "127.0.0.1:18101".into());
+    let orch_addr = args.next().unwrap_or_else(|| "127.0.0.1:18102".into());
+
+    let bare = tokio::net::TcpListener::bind(&bare_addr).await?;
+    let bare_app = Router::new().route("/echo", post(echo));
+    tokio::spawn(async move { axum::serve(bare, bare_app).await });
+
+    let config = Config::default();
+    let state = AppState::from_config(config).await?;
+    let listener = tokio::net::TcpListener::bind(&orch_addr).await?;
+    println!("bare echo on http://{bare_addr}/echo, orchestra on http://{orch_addr}/orchestrate");
+    serve_state(state, listener, orchestra_server::shutdown_signal()).await?;
+    Ok(())
+}
