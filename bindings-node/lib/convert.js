@@ -9,14 +9,34 @@
 const OPAQUE = new Set(['data', 'state', 'metadata', 'state_patch', 'arguments'])
 const NAME_KEYED = new Set(['fallbacks', 'routes'])
 
-const toCamelKey = (k) => k.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase())
-const toSnakeKey = (k) => k.replace(/([a-z0-9])([A-Z])/g, '$1_$2').replace(/([A-Z])(?=[A-Z][a-z])/g, '$1_').toLowerCase()
+// Keys come from a small vocabulary, so conversions are memoized (bounded).
+function memo(fn) {
+  const cache = new Map()
+  return (k) => {
+    let v = cache.get(k)
+    if (v === undefined) {
+      v = fn(k)
+      if (cache.size < 4096) cache.set(k, v)
+    }
+    return v
+  }
+}
+
+const toCamelKey = memo((k) => k.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase()))
+const toSnakeKey = memo((k) =>
+  k
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .replace(/([A-Z])(?=[A-Z][a-z])/g, '$1_')
+    .toLowerCase(),
+)
 
 function convert(value, keyFn, opaque) {
   if (Array.isArray(value)) return value.map((v) => convert(v, keyFn, opaque))
   if (value === null || typeof value !== 'object') return value
   const out = {}
-  for (const [k, v] of Object.entries(value)) {
+  for (const k in value) {
+    if (!Object.prototype.hasOwnProperty.call(value, k)) continue
+    const v = value[k]
     if (v === undefined) continue
     const snake = toSnakeKey(k)
     const key = keyFn(k)
