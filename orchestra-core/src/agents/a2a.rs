@@ -752,14 +752,36 @@ impl A2aAgent {
 
     /// Best effort: tells the peer to stop a task this side gave up on.
     fn cancel_remote(&self, task_id: String) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let request = self
             .request(self.version.cancel_task(), json!({"id": task_id}))
             .timeout(Duration::from_secs(5));
-        tokio::spawn(async move {
+        tracing::debug!(agent = %self.name, task = %task_id, "asking the A2A peer to cancel");
+        runtime.spawn(async move {
             if let Err(e) = request.send().await {
                 tracing::debug!(error = %e, "A2A cancel request failed");
             }
         });
+    }
+}
+
+/// Cancels the peer's unfinished task when the call is abandoned.
+struct CancelOnDrop<'a> {
+    agent: &'a A2aAgent,
+    view: TaskView,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.armed || self.view.settled() {
+            return;
+        }
+        if let Some(id) = self.view.task_id.take() {
+            self.agent.cancel_remote(id);
+        }
     }
 }
 
@@ -783,24 +805,31 @@ impl Agent for A2aAgent {
             params["configuration"] = json!({"blocking": true});
         }
         let call = ChatCall::new(ctx.cancellation(), ctx.deadline());
-        let mut view = TaskView::default();
+        // The run may drop this future when it is cancelled or times out;
+        // the guard then tells the peer to stop the task.
+        let mut guard = CancelOnDrop {
+            agent: self,
+            view: TaskView::default(),
+            armed: true,
+        };
+        let view = &mut guard.view;
         let sent = if self.stream {
-            self.stream(params, &mut view, &call, &ctx).await
+            self.stream(params, view, &call, &ctx).await
         } else {
-            self.send(params, &mut view, &call).await
+            self.send(params, view, &call).await
         };
         let sent = match sent {
-            Ok(()) if !view.settled() => self.poll(&mut view, &call).await,
+            Ok(()) if !view.settled() => self.poll(view, &call).await,
             other => other,
         };
         if let Err(e) = sent {
-            if matches!(e, AgentError::Cancelled | AgentError::Timeout(_)) {
-                if let Some(id) = view.task_id.clone() {
-                    self.cancel_remote(id);
-                }
+            if !matches!(e, AgentError::Cancelled | AgentError::Timeout(_)) {
+                guard.armed = false;
             }
             return Err(e);
         }
+        guard.armed = false;
+        let view = std::mem::take(&mut guard.view);
         let state = view.state.clone().unwrap_or_else(|| "completed".into());
         {
             // Remember the peer's context (and a task waiting for input) for this session.
