@@ -59,8 +59,9 @@ fn py_err_to_agent_error(e: &PyErr) -> AgentError {
 fn json_payload(reply: Reply) -> Result<String, String> {
     match reply {
         (JSON, payload) => Ok(payload),
-        (FAILURE, payload) => Err(serde_json::from_str::<Failure>(&payload)
-            .map_or(payload, |f| f.message)),
+        (FAILURE, payload) => {
+            Err(serde_json::from_str::<Failure>(&payload).map_or(payload, |f| f.message))
+        }
         (kind, _) => Err(format!("internal: unexpected reply kind {kind}")),
     }
 }

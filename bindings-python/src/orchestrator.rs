@@ -14,7 +14,7 @@ use std::{
 use async_trait::async_trait;
 use futures::StreamExt;
 use orchestra_core::{
-    Orchestrator, OrchestraError, Pattern, PatternOutput, RunRequest, RunStream,
+    OrchestraError, Orchestrator, Pattern, PatternOutput, RunRequest, RunStream,
     context::{Components, RunContext, Scope},
     pattern,
     session::Page,
@@ -61,11 +61,7 @@ impl OnCallerLoop {
     fn new(pattern: &str, options: &Value, locals: TaskLocals) -> Result<Self, OrchestraError> {
         // Name and defaults only: the real options are checked in `validate`,
         // against the registered managers and planners.
-        let probe = pattern::build(
-            pattern,
-            &Value::Object(Map::new()),
-            &Components::default(),
-        )?;
+        let probe = pattern::build(pattern, &Value::Object(Map::new()), &Components::default())?;
         Ok(Self {
             name: probe.name(),
             agents_optional: probe.agents_optional(),
@@ -113,9 +109,8 @@ pub(crate) struct PyOrchestrator {
 fn parse_json(what: &str, json: Option<&str>) -> PyResult<Value> {
     match json {
         None => Ok(Value::Object(Map::new())),
-        Some(s) => serde_json::from_str(s).map_err(|e| {
-            orchestra_error("invalid_request", format!("{what}: invalid JSON: {e}"))
-        }),
+        Some(s) => serde_json::from_str(s)
+            .map_err(|e| orchestra_error("invalid_request", format!("{what}: invalid JSON: {e}"))),
     }
 }
 
@@ -206,7 +201,12 @@ impl PyOrchestrator {
         let options = parse_json("options", options_json)?;
         let metadata = match parse_json("metadata", metadata_json)? {
             Value::Object(m) => m,
-            _ => return Err(orchestra_error("invalid_request", "metadata must be a dict")),
+            _ => {
+                return Err(orchestra_error(
+                    "invalid_request",
+                    "metadata must be a dict",
+                ));
+            }
         };
         let mut request = RunRequest::new(pattern, task).options(options);
         request.agents = agents;
@@ -389,7 +389,9 @@ impl RunHandle {
         let rx = self.events.clone();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let Some(rx) = rx else {
-                return Err(PyRuntimeError::new_err("this run was started without events"));
+                return Err(PyRuntimeError::new_err(
+                    "this run was started without events",
+                ));
             };
             let mut rx = rx.lock().await;
             let mut batch = Vec::new();

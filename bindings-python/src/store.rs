@@ -91,7 +91,12 @@ impl PyStore {
 
     /// Summaries of stored sessions (JSON list), most recently updated first.
     #[pyo3(signature = (offset = 0, limit = 50))]
-    fn list<'py>(&self, py: Python<'py>, offset: usize, limit: usize) -> PyResult<Bound<'py, PyAny>> {
+    fn list<'py>(
+        &self,
+        py: Python<'py>,
+        offset: usize,
+        limit: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let store = Arc::clone(&self.inner);
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let list = store.list(Page { offset, limit }).await.into_py_result()?;
