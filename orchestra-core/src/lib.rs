@@ -54,6 +54,7 @@ pub mod message;
 pub mod orchestrator;
 pub mod pattern;
 pub mod policy;
+pub mod queue;
 pub mod run;
 pub mod session;
 

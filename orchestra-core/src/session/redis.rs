@@ -146,6 +146,20 @@ impl RedisLink {
         with_deadline(self.config.op_timeout(), what, fut).await
     }
 
+    /// [`call`](Self::call) with a deadline of the caller's choosing, for
+    /// commands that wait on the server (blocking reads).
+    pub(crate) async fn call_within<T, F>(
+        &self,
+        limit: Duration,
+        what: &'static str,
+        fut: F,
+    ) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, RedisError>>,
+    {
+        with_deadline(limit, what, fut).await
+    }
+
     /// A connection of its own, for commands that block (XREADGROUP BLOCK)
     /// and so must not hold up the shared multiplexed connection.
     pub(crate) fn dedicated(&self, block: Duration) -> Result<ConnectionManager, StoreError> {
@@ -156,11 +170,7 @@ impl RedisLink {
     }
 }
 
-pub(crate) async fn with_deadline<T, F>(
-    limit: Duration,
-    what: &'static str,
-    fut: F,
-) -> Result<T, StoreError>
+async fn with_deadline<T, F>(limit: Duration, what: &'static str, fut: F) -> Result<T, StoreError>
 where
     F: Future<Output = Result<T, RedisError>>,
 {
