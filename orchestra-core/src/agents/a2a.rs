@@ -162,8 +162,11 @@ pub struct A2aAgent {
     timeout: Duration,
     poll_interval: Duration,
     /// Per orchestra session: the peer's context id and a task awaiting input.
-    contexts: Mutex<LruCache<String, (Option<String>, Option<String>)>>,
+    contexts: Mutex<LruCache<String, PeerContext>>,
 }
+
+/// The peer's context id and the id of a task waiting for input.
+type PeerContext = (Option<String>, Option<String>);
 
 impl std::fmt::Debug for A2aAgent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -219,10 +222,11 @@ fn choose_interface(
     }
     // v0.3 cards: `url` with `preferredTransport`, plus `additionalInterfaces`.
     let legacy = version_of(card["protocolVersion"].as_str().or(Some("0.3")));
-    if let Some(url) = card["url"].as_str() {
-        if is_jsonrpc(card["preferredTransport"].as_str()) {
-            offers.push((url.to_owned(), legacy));
-        }
+    if let Some(url) = card["url"]
+        .as_str()
+        .filter(|_| is_jsonrpc(card["preferredTransport"].as_str()))
+    {
+        offers.push((url.to_owned(), legacy));
     }
     for i in card["additionalInterfaces"]
         .as_array()
@@ -360,12 +364,13 @@ struct TaskView {
 
 impl TaskView {
     fn set_state(&mut self, state: Option<&str>) {
-        if let Some(s) = state.map(normalize_state) {
-            if self.state.as_deref() != Some(s.as_str()) {
-                tracing::debug!(state = %s, task = ?self.task_id, "a2a task state");
-                self.states.push(s.clone());
-                self.state = Some(s);
-            }
+        if let Some(s) = state
+            .map(normalize_state)
+            .filter(|s| self.state.as_deref() != Some(s.as_str()))
+        {
+            tracing::debug!(state = %s, task = ?self.task_id, "a2a task state");
+            self.states.push(s.clone());
+            self.state = Some(s);
         }
     }
 
@@ -539,9 +544,7 @@ impl A2aAgent {
         self.version == Version::V10
     }
 
-    fn contexts(
-        &self,
-    ) -> std::sync::MutexGuard<'_, LruCache<String, (Option<String>, Option<String>)>> {
+    fn contexts(&self) -> std::sync::MutexGuard<'_, LruCache<String, PeerContext>> {
         match self.contexts.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),

@@ -269,10 +269,11 @@ pub fn extract_json(text: &str) -> Option<Value> {
     if let Some(start) = trimmed.find("```") {
         let rest = &trimmed[start + 3..];
         let rest = rest.strip_prefix("json").unwrap_or(rest);
-        if let Some(end) = rest.find("```") {
-            if let Ok(v) = serde_json::from_str::<Value>(rest[..end].trim()) {
-                return Some(v);
-            }
+        if let Some(v) = rest
+            .find("```")
+            .and_then(|end| serde_json::from_str::<Value>(rest[..end].trim()).ok())
+        {
+            return Some(v);
         }
     }
     let (start, end) = (trimmed.find('{')?, trimmed.rfind('}')?);

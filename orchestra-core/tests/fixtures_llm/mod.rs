@@ -63,6 +63,7 @@ impl Recorded {
 }
 
 type Script = dyn Fn(usize, &Value) -> Reply + Send + Sync;
+type CardFn = Box<dyn FnOnce(&str) -> Value>;
 
 #[derive(Clone)]
 struct AppState {
@@ -166,7 +167,7 @@ async fn card(State(s): State<AppState>) -> Response {
     }
 }
 
-async fn serve(script: Arc<Script>, card_for: Option<Box<dyn FnOnce(&str) -> Value>>) -> Server {
+async fn serve(script: Arc<Script>, card_for: Option<CardFn>) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let rec = Arc::new(Recorded::default());
