@@ -131,7 +131,7 @@ async fn two_workers_share_the_load_and_run_each_entry_once() {
     a.await.unwrap();
     b.await.unwrap();
 
-    let counts = counts.lock().unwrap();
+    let counts = counts.lock().unwrap().clone();
     let mut by = HashMap::<String, usize>::new();
     for id in &ids {
         let runs = &counts[id];

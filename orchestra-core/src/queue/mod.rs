@@ -9,39 +9,13 @@
 //! never executed again: completion is recorded with `SET NX` before the
 //! entry is acknowledged, and checked before a delivery is executed.
 //!
-//! ```no_run
-//! use orchestra_core::queue::{RedisRunQueue, RunQueueConfig, RunJob};
-//! use orchestra_core::{RedisStore, RedisStoreConfig};
-//! use futures::StreamExt;
-//! use serde_json::json;
-//! use tokio_util::sync::CancellationToken;
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = RedisStore::connect("redis://127.0.0.1:6379", RedisStoreConfig::default()).await?;
-//! let queue = RedisRunQueue::new(&store, RunQueueConfig::default());
+//! The Redis implementation is behind the `redis` feature; the types here
+//! (statuses, records, errors) are shared with code that only reads them.
 //!
-//! // Any instance: submit.
-//! let run_id = queue.submit(&json!({"pattern": "sequential", "task": "hi"})).await?;
-//!
-//! // Every instance: run workers.
-//! let stop = CancellationToken::new();
-//! let worker = tokio::spawn({
-//!     let queue = queue.clone();
-//!     let stop = stop.clone();
-//!     async move {
-//!         queue.run_worker(|job: RunJob| async move {
-//!             job.events.append(&json!({"type": "working"})).await?;
-//!             Ok(json!({"output": "done"}))
-//!         }, stop).await
-//!     }
-//! });
-//!
-//! // Any instance: follow the events, then read the result.
-//! let mut events = queue.events(&run_id, 0);
-//! while let Some(ev) = events.next().await { println!("{} {}", ev?.seq, "event"); }
-//! println!("{:?}", queue.status(&run_id).await?);
-//! stop.cancel();
-//! worker.await??;
-//! # Ok(()) }
+//! ```
+//! use orchestra_core::queue::{QueuedRunStatus, validate_run_id};
+//! assert!(validate_run_id("0192f0c1-7d3a-7b2e-9f00-1234567890ab").is_ok());
+//! assert!(QueuedRunStatus::Completed.is_final());
 //! ```
 
 #[cfg(feature = "redis")]
@@ -93,7 +67,8 @@ impl QueuedRunStatus {
         matches!(self, Self::Completed | Self::Dead)
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    /// The status named by [`as_str`](Self::as_str).
+    pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "queued" => Self::Queued,
             "running" => Self::Running,

@@ -1,5 +1,43 @@
 //! [`RedisRunQueue`]: the run queue on Redis Streams.
 //!
+//! ```no_run
+//! use orchestra_core::queue::{RedisRunQueue, RunQueueConfig, RunJob};
+//! use orchestra_core::{RedisStore, RedisStoreConfig};
+//! use futures::StreamExt;
+//! use serde_json::json;
+//! use tokio_util::sync::CancellationToken;
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = RedisStore::connect("redis://127.0.0.1:6379", RedisStoreConfig::default()).await?;
+//! let queue = RedisRunQueue::new(&store, RunQueueConfig::default());
+//!
+//! // Any instance: submit.
+//! let run_id = queue.submit(&json!({"pattern": "sequential", "task": "hi"})).await?;
+//!
+//! // Every instance: run workers.
+//! let stop = CancellationToken::new();
+//! let worker = tokio::spawn({
+//!     let queue = queue.clone();
+//!     let stop = stop.clone();
+//!     async move {
+//!         queue.run_worker(|job: RunJob| async move {
+//!             job.events.append(&json!({"type": "working"})).await?;
+//!             Ok(json!({"output": "done"}))
+//!         }, stop).await
+//!     }
+//! });
+//!
+//! // Any instance: follow the events, then read the result.
+//! let mut events = queue.events(&run_id, 0);
+//! while let Some(ev) = events.next().await {
+//!     let ev = ev?;
+//!     println!("{}: {}", ev.seq, ev.data); // seq = SSE id, resumable
+//! }
+//! println!("{:?}", queue.status(&run_id).await?);
+//! stop.cancel();
+//! worker.await??;
+//! # Ok(()) }
+//! ```
+//!
 //! # Key layout
 //!
 //! | key | type | holds |
