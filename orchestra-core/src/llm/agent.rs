@@ -238,10 +238,13 @@ impl LlmAgent {
                 ))),
             }
         }
+        // Sequential runs pass the previous answer as the task: it is already
+        // the conversation's last message.
         let already_asked = input
             .messages
             .iter()
-            .any(|m| m.role == Role::User && m.content == input.task);
+            .any(|m| m.role == Role::User && m.content == input.task)
+            || input.messages.last().is_some_and(|m| m.content == input.task);
         if !already_asked && !input.task.is_empty() {
             out.push(ChatMessage::user(input.task.clone()));
         }
@@ -461,5 +464,10 @@ mod tests {
         let m = a.messages(&input, &[]);
         assert_eq!(m.len(), 4);
         assert_eq!(m[3].content, "summarize that");
+        let input = AgentInput {
+            task: "hi from other".into(),
+            ..input
+        };
+        assert_eq!(a.messages(&input, &[]).len(), 3, "the previous answer is not repeated");
     }
 }
