@@ -244,7 +244,10 @@ impl LlmAgent {
             .messages
             .iter()
             .any(|m| m.role == Role::User && m.content == input.task)
-            || input.messages.last().is_some_and(|m| m.content == input.task);
+            || input
+                .messages
+                .last()
+                .is_some_and(|m| m.content == input.task);
         if !already_asked && !input.task.is_empty() {
             out.push(ChatMessage::user(input.task.clone()));
         }
@@ -468,6 +471,10 @@ mod tests {
             task: "hi from other".into(),
             ..input
         };
-        assert_eq!(a.messages(&input, &[]).len(), 3, "the previous answer is not repeated");
+        assert_eq!(
+            a.messages(&input, &[]).len(),
+            3,
+            "the previous answer is not repeated"
+        );
     }
 }
