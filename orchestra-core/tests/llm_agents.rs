@@ -40,12 +40,13 @@ fn last_result(evs: &[OrchestrationEvent]) -> orchestra_core::RunResult {
 #[tokio::test]
 async fn a_plain_answer_comes_back_with_usage_and_the_configured_request() {
     let server = Server::openai(vec![Reply::Json(completion("Paris.", 12, 3))]).await;
-    // SAFETY: set before any thread of this test binary reads this unique name.
-    unsafe { std::env::set_var("ORCHESTRA_TEST_LLM_PLAIN_KEY", "sk-test") };
+    // A variable that is always set stands in for the key: no test thread
+    // has to change the environment.
+    let key = std::env::var("PATH").unwrap();
     let config: OpenAiAgentConfig = serde_json::from_value(json!({
         "name": "geo", "description": "knows capitals",
         "base_url": server.base_url(), "model": "test-model",
-        "api_key_env": "ORCHESTRA_TEST_LLM_PLAIN_KEY",
+        "api_key_env": "PATH",
         "system_prompt": "Answer in one word.", "temperature": 0.1, "max_tokens": 50,
         "stream": false
     }))
@@ -74,7 +75,7 @@ async fn a_plain_answer_comes_back_with_usage_and_the_configured_request() {
     );
     assert_eq!(body["messages"].as_array().unwrap().len(), 2);
     let headers = &server.rec.headers.lock().unwrap()[0];
-    assert_eq!(headers["authorization"], "Bearer sk-test");
+    assert_eq!(headers["authorization"], format!("Bearer {key}").as_str());
 }
 
 #[tokio::test]

@@ -854,21 +854,21 @@ mod tests {
 
     #[test]
     fn azure_style_config_sends_the_key_in_its_own_header() {
-        let var = "ORCHESTRA_TEST_AZURE_KEY_UNIQUE";
-        // Setting an environment variable is unsafe in edition 2024 because
-        // other threads may read the environment; no other test touches this name.
-        unsafe { std::env::set_var(var, "sekret") };
+        // PATH is always set: it stands in for the key without changing the
+        // environment under other test threads.
+        let var = "PATH";
+        let key = std::env::var(var).unwrap();
         let mut c = OpenAiConfig::new("https://r.openai.azure.com/openai/deployments/d/", "gpt");
         c.api_key_env = Some(var.into());
         c.api_key_header = Some("api-key".into());
         let m = OpenAiChatModel::new(c).unwrap();
-        assert_eq!(m.headers.get("api-key").unwrap(), "sekret");
+        assert_eq!(m.headers.get("api-key").unwrap(), key.as_str());
         assert!(m.headers.get("authorization").is_none());
         assert_eq!(
             m.url,
             "https://r.openai.azure.com/openai/deployments/d/chat/completions"
         );
-        assert!(!format!("{m:?}").contains("sekret"));
+        assert!(!format!("{m:?}").contains(&key));
     }
 
     #[test]
