@@ -8,6 +8,7 @@
 //! - [`agent`]: Python callables as core agents, managers and planners.
 //! - [`bridge`]: how a Python call runs (blocking pool or the caller's loop).
 //! - [`store`]: memory and Redis session stores.
+//! - `remote`: the core's HTTP, OpenAI-compatible and A2A agents (feature `http-agents`).
 //! - [`error`]: core errors as `orchestra.OrchestraError` subclasses.
 //!
 //! ```text
@@ -22,6 +23,8 @@ mod agent;
 mod bridge;
 mod error;
 mod orchestrator;
+#[cfg(feature = "http-agents")]
+mod remote;
 mod store;
 
 use pyo3::prelude::*;
@@ -42,5 +45,6 @@ fn _orchestra(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("EVENT_SCHEMA_VERSION", orchestra_core::EVENT_SCHEMA_VERSION)?;
     m.add("HAS_REDIS", cfg!(feature = "redis"))?;
+    m.add("HAS_HTTP_AGENTS", cfg!(feature = "http-agents"))?;
     Ok(())
 }

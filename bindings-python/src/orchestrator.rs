@@ -176,6 +176,54 @@ impl PyOrchestrator {
         self.inner.register_planner(name, Arc::new(planner));
     }
 
+    /// Registers an agent service reached with one JSON POST per step.
+    #[cfg(feature = "http-agents")]
+    #[pyo3(signature = (name, url, description, timeout_ms = None, headers = None))]
+    fn add_http_agent(
+        &self,
+        name: String,
+        url: String,
+        description: String,
+        timeout_ms: Option<u64>,
+        headers: Option<Vec<(String, String)>>,
+    ) -> PyResult<()> {
+        crate::remote::add_http_agent(&self.inner, name, url, description, timeout_ms, headers)
+    }
+
+    /// Registers an OpenAI-compatible chat model as an agent; returns its name.
+    #[cfg(feature = "http-agents")]
+    fn add_openai_agent(&self, config_json: &str) -> PyResult<String> {
+        crate::remote::add_openai_agent(&self.inner, config_json)
+    }
+
+    /// Registers an LLM group chat manager, selected with `{"manager": name}`.
+    #[cfg(feature = "http-agents")]
+    #[pyo3(signature = (name, model_json, instructions = None))]
+    fn add_llm_manager(
+        &self,
+        name: String,
+        model_json: &str,
+        instructions: Option<String>,
+    ) -> PyResult<()> {
+        crate::remote::add_llm_manager(&self.inner, name, model_json, instructions)
+    }
+
+    /// Registers an LLM planner, selected with `{"planner": name}`.
+    #[cfg(feature = "http-agents")]
+    fn add_llm_planner(&self, name: String, model_json: &str) -> PyResult<()> {
+        crate::remote::add_llm_planner(&self.inner, name, model_json)
+    }
+
+    /// Fetches an A2A agent card and registers the peer; resolves to its name.
+    #[cfg(feature = "http-agents")]
+    fn add_a2a_agent<'py>(
+        &self,
+        py: Python<'py>,
+        config_json: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::remote::add_a2a_agent(&self.inner, py, config_json)
+    }
+
     /// Starts a run on the calling event loop. Raises for an invalid request;
     /// otherwise the returned handle reports the run's events and result.
     #[pyo3(signature = (pattern, task, agents, session_id, options_json, metadata_json, events))]

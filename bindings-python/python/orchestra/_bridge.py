@@ -31,7 +31,7 @@ log = logging.getLogger("orchestra")
 Reply = Tuple[int, str]
 TEXT, JSON, FAILURE = 0, 1, 2
 
-_RETRYABLE = (TimeoutError, ConnectionError)
+_RETRYABLE = (TimeoutError, asyncio.TimeoutError, ConnectionError)
 
 
 def is_async_callable(fn: Any) -> bool:

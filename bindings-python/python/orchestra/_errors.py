@@ -116,6 +116,13 @@ _INVALID = {
 _STORE = {"session_conflict", "store_unavailable", "store_corrupt", "store_error"}
 _BY_CODE: dict[str, type[OrchestraError]] = {
     "agent_failed": AgentError,
+    # Codes of single agent calls (step errors, remote agent set-up).
+    "agent_error": AgentError,
+    "rate_limited": AgentError,
+    "agent_timeout": AgentError,
+    "invalid_agent_output": AgentError,
+    "agent_unreachable": AgentError,
+    "agent_http_error": AgentError,
     "timeout": Timeout,
     "timed_out": Timeout,
     "cancelled": Cancelled,

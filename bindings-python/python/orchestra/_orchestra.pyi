@@ -1,11 +1,12 @@
 # Type stubs of the private native module. Use the `orchestra` package instead.
 from typing import Any, Awaitable, Callable, List, Optional, Tuple, final
 
-__all__ = ["Orchestrator", "RunHandle", "Store", "patterns", "__version__", "EVENT_SCHEMA_VERSION", "HAS_REDIS"]
+__all__ = ["Orchestrator", "RunHandle", "Store", "patterns", "__version__", "EVENT_SCHEMA_VERSION", "HAS_REDIS", "HAS_HTTP_AGENTS"]
 
 __version__: str
 EVENT_SCHEMA_VERSION: int
 HAS_REDIS: bool
+HAS_HTTP_AGENTS: bool
 
 _Wrapped = Callable[[str], Any]
 
@@ -49,6 +50,18 @@ class Orchestrator:
         filter: Optional[Tuple[_Wrapped, bool]] = None,
     ) -> None: ...
     def add_planner(self, name: str, call: _Wrapped, is_async: bool) -> None: ...
+    def add_http_agent(
+        self,
+        name: str,
+        url: str,
+        description: str,
+        timeout_ms: Optional[int] = None,
+        headers: Optional[List[Tuple[str, str]]] = None,
+    ) -> None: ...
+    def add_openai_agent(self, config_json: str) -> str: ...
+    def add_llm_manager(self, name: str, model_json: str, instructions: Optional[str] = None) -> None: ...
+    def add_llm_planner(self, name: str, model_json: str) -> None: ...
+    def add_a2a_agent(self, config_json: str) -> Awaitable[str]: ...
     def start(
         self,
         pattern: str,

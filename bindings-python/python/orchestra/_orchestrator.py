@@ -127,6 +127,15 @@ def _dumps(what: str, value: Optional[Mapping[str, Any]]) -> Optional[str]:
         raise InvalidRequest(f"{what} must be JSON-serializable: {e}", code="invalid_request") from e
 
 
+def _model_config(
+    base_url: str, model: str, api_key_env: Optional[str], config: Mapping[str, Any]
+) -> str:
+    body: Dict[str, Any] = {"base_url": base_url, "model": model, **config}
+    if api_key_env is not None:
+        body["api_key_env"] = api_key_env
+    return _dumps("model config", body) or "{}"
+
+
 class RunEvents:
     """The events of one run, as an async iterator (``async for ev in orch.stream(...)``).
 
@@ -323,6 +332,103 @@ class Orchestrator:
             raise TypeError("a planner must be callable")
         call, is_async = _bridge.adapt_json(f"planner {name!r}", planner, _bridge.plan_dict)
         self._native.add_planner(name, call, is_async)
+
+    # -- the core's remote agents (they run entirely in Rust) -------------
+
+    def _remote(self) -> _native.Orchestrator:
+        if not _native.HAS_HTTP_AGENTS:
+            raise RuntimeError("this build of orchestra has no HTTP agent support")
+        return self._native
+
+    def add_http_agent(
+        self,
+        name: str,
+        url: str,
+        *,
+        description: str = "",
+        timeout_ms: Optional[int] = None,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        """Registers an agent service reached with one JSON POST per step
+        (the protocol of docs/agent-protocol.md)."""
+        self._remote().add_http_agent(
+            name, url, description, timeout_ms, list(headers.items()) if headers else None
+        )
+
+    def add_openai_agent(
+        self,
+        name: str,
+        *,
+        base_url: str,
+        model: str,
+        description: str = "",
+        system_prompt: Optional[str] = None,
+        api_key_env: Optional[str] = None,
+        **config: Any,
+    ) -> str:
+        """Registers an OpenAI-compatible chat model as an agent.
+
+        ``config`` takes the other keys of the core's agent configuration
+        (``temperature``, ``max_tokens``, ``stream``, ``timeout_ms``,
+        ``max_tool_rounds``, ``headers``, ``extra_body``…). The API key is
+        read from the environment variable named by ``api_key_env``.
+        """
+        body: Dict[str, Any] = {
+            "name": name,
+            "description": description,
+            "base_url": base_url,
+            "model": model,
+            **config,
+        }
+        if system_prompt is not None:
+            body["system_prompt"] = system_prompt
+        if api_key_env is not None:
+            body["api_key_env"] = api_key_env
+        return self._remote().add_openai_agent(_dumps("config", body) or "{}")
+
+    def add_llm_manager(
+        self,
+        name: str,
+        *,
+        base_url: str,
+        model: str,
+        api_key_env: Optional[str] = None,
+        instructions: Optional[str] = None,
+        **config: Any,
+    ) -> None:
+        """Registers a group chat manager that asks a chat model who speaks next
+        (``options={"manager": name}``)."""
+        body = _model_config(base_url, model, api_key_env, config)
+        self._remote().add_llm_manager(name, body, instructions)
+
+    def add_llm_planner(
+        self,
+        name: str,
+        *,
+        base_url: str,
+        model: str,
+        api_key_env: Optional[str] = None,
+        **config: Any,
+    ) -> None:
+        """Registers a planner that asks a chat model for the plan
+        (``options={"planner": name}``)."""
+        self._remote().add_llm_planner(name, _model_config(base_url, model, api_key_env, config))
+
+    async def add_a2a_agent(
+        self,
+        card_url: str,
+        *,
+        name: Optional[str] = None,
+        description: Optional[str] = None,
+        **config: Any,
+    ) -> str:
+        """Fetches an A2A agent card and registers the peer; returns its name."""
+        body: Dict[str, Any] = {"card_url": card_url, **config}
+        if name is not None:
+            body["name"] = name
+        if description is not None:
+            body["description"] = description
+        return await self._remote().add_a2a_agent(_dumps("config", body) or "{}")
 
     # -- runs -------------------------------------------------------------
 
