@@ -377,12 +377,69 @@ export interface OrchestratorConfig {
   store?: MemoryStore | RedisStore
 }
 
+/** An OpenAI-compatible chat model endpoint (`POST {baseUrl}/chat/completions`). */
+export interface ModelConfig {
+  baseUrl: string
+  model: string
+  /** Environment variable holding the API key. */
+  apiKeyEnv?: string
+  apiKeyHeader?: string
+  query?: Record<string, string>
+  headers?: Record<string, string>
+  temperature?: number
+  topP?: number
+  maxTokens?: number
+  stop?: string[]
+  seed?: number
+  stream?: boolean
+  streamUsage?: boolean
+  timeoutMs?: number
+  maxRetries?: number
+  maxRetryWaitMs?: number
+  extraBody?: JsonObject
+}
+
+export interface OpenAIAgentConfig extends ModelConfig {
+  name: string
+  description?: string
+  systemPrompt?: string
+  maxToolRounds?: number
+}
+
+export interface HttpAgentOptions {
+  description?: string
+  timeoutMs?: number
+  headers?: Record<string, string>
+}
+
+export interface A2aAgentConfig {
+  cardUrl: string
+  name?: string
+  description?: string
+  protocol?: 'auto' | '0.3' | '1.0'
+  stream?: boolean
+  bearerTokenEnv?: string
+  headers?: Record<string, string>
+  timeoutMs?: number
+  pollIntervalMs?: number
+}
+
 export declare class Orchestrator {
   constructor(config?: OrchestratorConfig)
   /** The five pattern names. */
   static readonly patterns: PatternName[]
   /** Registers (or replaces) an agent. */
   addAgent(name: string, fn: AgentFn, options?: AgentOptions): this
+  /** Registers an agent service called with one JSON POST per step (docs/agent-protocol.md). */
+  addHttpAgent(name: string, url: string, options?: HttpAgentOptions): this
+  /** Registers an OpenAI-compatible chat model as an agent. */
+  addOpenAIAgent(config: OpenAIAgentConfig): this
+  /** Registers an LLM group chat manager, used with `options: { manager: name }`. */
+  addLlmManager(name: string, model: ModelConfig, options?: { instructions?: string }): this
+  /** Registers an LLM planner, used with `options: { planner: name }`. */
+  addLlmPlanner(name: string, model: ModelConfig): this
+  /** Fetches an A2A agent card and registers the peer; resolves to its name. */
+  addA2aAgent(config: A2aAgentConfig): Promise<string>
   removeAgent(name: string): boolean
   agents(): AgentInfo[]
   /** Registers a group chat manager, used with `options: { manager: name }`. */

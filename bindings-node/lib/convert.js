@@ -3,11 +3,12 @@
 //
 // The core's JSON is snake_case; the JS API is camelCase. Conversion is
 // structural: keys of user data (`data`, `state`, `metadata`, `statePatch`,
-// tool `arguments`/`result`) are never touched, and maps keyed by agent names
-// (`fallbacks`, `routes`) keep their keys while their values are converted.
+// tool `arguments`/`result`, a model's `extraBody`) are never touched, and maps keyed by agent names
+// (`fallbacks`, `routes`) and header/query maps keep their keys while their
+// values are converted.
 
-const OPAQUE = new Set(['data', 'state', 'metadata', 'state_patch', 'arguments'])
-const NAME_KEYED = new Set(['fallbacks', 'routes'])
+const OPAQUE = new Set(['data', 'state', 'metadata', 'state_patch', 'arguments', 'extra_body'])
+const NAME_KEYED = new Set(['fallbacks', 'routes', 'headers', 'query'])
 
 // Keys come from a small vocabulary, so conversions are memoized (bounded).
 function memo(fn) {

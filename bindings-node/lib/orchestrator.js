@@ -20,17 +20,32 @@ function errorMessage(e) {
 }
 
 // Wraps a user function (sync or async) as the native callback shape:
-// JSON string in, Promise of a JSON envelope out. Never throws or rejects.
+// JSON string in, a JSON envelope out — directly when the function answered
+// synchronously, as a Promise otherwise. Never throws or rejects.
 function wrapCallback(fn, decode, encode) {
-  return async function orchestraCallback(json) {
+  const ok = (value) => {
     try {
-      const value = await fn(decode(JSON.parse(json)))
       return JSON.stringify({ ok: encode(value) })
     } catch (e) {
-      let message = errorMessage(e)
-      if (message === '') message = 'agent failed'
-      return JSON.stringify({ error: { message, retryable: Boolean(e && e.retryable) } })
+      return fail(e)
     }
+  }
+  const fail = (e) => {
+    let message = errorMessage(e)
+    if (message === '') message = 'agent failed'
+    return JSON.stringify({ error: { message, retryable: Boolean(e && e.retryable) } })
+  }
+  return function orchestraCallback(json) {
+    let value
+    try {
+      value = fn(decode(JSON.parse(json)))
+    } catch (e) {
+      return fail(e)
+    }
+    if (value !== null && typeof value === 'object' && typeof value.then === 'function') {
+      return Promise.resolve(value).then(ok, fail)
+    }
+    return ok(value)
   }
 }
 
@@ -193,6 +208,73 @@ class Orchestrator {
     return this
   }
 
+  /**
+   * Registers an agent service called with one JSON POST per step
+   * (the agent protocol in docs/agent-protocol.md).
+   */
+  addHttpAgent(name, url, { description = '', timeoutMs, headers } = {}) {
+    this._requireRemote()
+    const pairs = headers ? Object.entries(headers).map(([k, v]) => [k, String(v)]) : undefined
+    try {
+      this._native.addHttpAgent(name, url, String(description), timeoutMs ?? null, pairs ?? null)
+    } catch (e) {
+      throw fromNative(e)
+    }
+    return this
+  }
+
+  /**
+   * Registers an OpenAI-compatible chat model as an agent:
+   * `{ name, description?, baseUrl, model, systemPrompt?, apiKeyEnv?, temperature?, stream?, ... }`.
+   */
+  addOpenAIAgent(config) {
+    this._requireRemote()
+    try {
+      this._native.addOpenaiAgent(JSON.stringify(toSnake(config)))
+    } catch (e) {
+      throw fromNative(e)
+    }
+    return this
+  }
+
+  /** Registers an LLM group chat manager over an OpenAI-compatible model `{ baseUrl, model, ... }`. */
+  addLlmManager(name, model, { instructions } = {}) {
+    this._requireRemote()
+    try {
+      this._native.addLlmManager(name, JSON.stringify(toSnake(model)), instructions ?? null)
+    } catch (e) {
+      throw fromNative(e)
+    }
+    return this
+  }
+
+  /** Registers an LLM planner over an OpenAI-compatible model `{ baseUrl, model, ... }`. */
+  addLlmPlanner(name, model) {
+    this._requireRemote()
+    try {
+      this._native.addLlmPlanner(name, JSON.stringify(toSnake(model)))
+    } catch (e) {
+      throw fromNative(e)
+    }
+    return this
+  }
+
+  /** Fetches an A2A agent card and registers the peer; resolves to its name. */
+  async addA2aAgent(config) {
+    this._requireRemote()
+    try {
+      return await this._native.addA2aAgent(JSON.stringify(toSnake(config)))
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  _requireRemote() {
+    if (typeof this._native.addHttpAgent !== 'function') {
+      throw new OrchestraError('orchestra-sdk was built without remote agents (feature http-agents)')
+    }
+  }
+
   /** Removes an agent; false if there was none. */
   removeAgent(name) {
     return this._native.removeAgent(name)
@@ -218,13 +300,16 @@ class Orchestrator {
       should_terminate: [m.shouldTerminate?.bind(m), encodeOptionalText('custom termination')],
       filter_result: [m.filterResult?.bind(m), encodeOptionalText('')],
     }
-    const dispatch = async (call) => {
+    const dispatch = (call) => {
       const [fn, encode] = methods[call.method] ?? []
       if (!fn) throw new OrchestraError(`manager has no ${call.method}`)
       const chat = toCamel(call.chat)
       chat.runId = call.run_id
       chat.sessionId = call.session_id
-      return encode(await fn(chat))
+      const answer = fn(chat)
+      return answer !== null && typeof answer === 'object' && typeof answer.then === 'function'
+        ? Promise.resolve(answer).then(encode)
+        : encode(answer)
     }
     const cb = wrapCallback(dispatch, (x) => x, (x) => x)
     this._native.addManager(name, cb, typeof m.shouldTerminate === 'function', typeof m.filterResult === 'function')

@@ -1,21 +1,23 @@
 //! Calling JavaScript from Rust: one JSON string in, one JSON envelope out.
 //!
 //! The facade wraps every user function (agent, manager, planner) so that it
-//! takes a JSON string and resolves to `{"ok": value}` or
-//! `{"error": {"message", "retryable"?}}`, whether the user function was sync
-//! or async, returned or threw. Rust therefore never sees a JS exception; the
+//! takes a JSON string and answers `{"ok": value}` or
+//! `{"error": {"message", "retryable"?}}` (directly for a sync function, as a
+//! Promise for an async one), whether the user function returned or threw. Rust therefore never sees a JS exception; the
 //! call is a [`ThreadsafeFunction`] awaited with `call_async_catch`, so the
 //! JS thread is never blocked.
 
 use std::sync::Arc;
 
-use napi::{Status, bindgen_prelude::Promise, threadsafe_function::ThreadsafeFunction};
+use napi::{Either, Status, bindgen_prelude::Promise, threadsafe_function::ThreadsafeFunction};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
-/// A JS function `(json: string) => Promise<string>`. Weak: a registered
-/// callback does not keep the Node process alive on its own.
-pub type JsCallbackFn = ThreadsafeFunction<String, Promise<String>, String, Status, false, true>;
+/// A JS function `(json: string) => string | Promise<string>`: a sync user
+/// function answers in the same JS turn, without a Promise. Weak: a
+/// registered callback does not keep the Node process alive on its own.
+pub type JsCallbackFn =
+    ThreadsafeFunction<String, Either<String, Promise<String>>, String, Status, false, true>;
 
 /// Why a JS call did not produce a value.
 #[derive(Debug)]
@@ -69,14 +71,17 @@ impl JsCallback {
     {
         let json = serde_json::to_string(payload)
             .map_err(|e| CallbackError::Protocol(format!("could not encode the call: {e}")))?;
-        let promise = self
+        let answer = self
             .f
             .call_async_catch(json)
             .await
             .map_err(|e| CallbackError::Protocol(format!("JavaScript call failed: {e}")))?;
-        let reply = promise
-            .await
-            .map_err(|e| CallbackError::Protocol(format!("JavaScript call failed: {e}")))?;
+        let reply = match answer {
+            Either::A(reply) => reply,
+            Either::B(promise) => promise
+                .await
+                .map_err(|e| CallbackError::Protocol(format!("JavaScript call failed: {e}")))?,
+        };
         match serde_json::from_str::<Reply>(&reply) {
             Ok(Reply::Ok(v)) => serde_json::from_value(v)
                 .map_err(|e| CallbackError::Protocol(format!("unexpected answer: {e}"))),

@@ -51,6 +51,16 @@ pub fn binding_error(code: &str, message: impl std::fmt::Display) -> napi::Error
     envelope(code, &message.to_string(), Map::new())
 }
 
+/// The napi error for an agent that could not be set up (bad config,
+/// unreachable card): `agent_failed`, naming the agent.
+#[cfg(feature = "http-agents")]
+pub fn agent_failure(agent: &str, err: &AgentError) -> napi::Error {
+    orchestra_error(&OrchestraError::AgentFailed {
+        agent: agent.to_owned(),
+        source: err.clone(),
+    })
+}
+
 /// Maps an agent-side failure reported by JavaScript.
 pub fn agent_error(message: String, retryable: bool) -> AgentError {
     if retryable {

@@ -6,6 +6,8 @@
 //! - [`stream`]: `NativeRunStream`, the event stream behind the async iterator,
 //! - [`store`]: `NativeStore`, memory and Redis session stores,
 //! - [`components`]: JS functions as core agents, group chat managers, planners,
+//! - `remote`: the core's HTTP, OpenAI-compatible and A2A agents, LLM
+//!   managers and planners (feature `http-agents`),
 //! - [`callback`]: the one way Rust calls JavaScript,
 //! - [`error`]: the one place errors are converted.
 //!
@@ -15,6 +17,8 @@ mod callback;
 mod components;
 mod error;
 mod orchestrator;
+#[cfg(feature = "http-agents")]
+mod remote;
 mod store;
 mod stream;
 

@@ -32,6 +32,13 @@ fn to_json<T: serde::Serialize>(value: &T) -> napi::Result<String> {
     serde_json::to_string(value).map_err(|e| binding_error("internal_error", e))
 }
 
+impl NativeOrchestrator {
+    #[cfg(feature = "http-agents")]
+    pub(crate) fn orchestrator(&self) -> &Orchestrator {
+        &self.inner
+    }
+}
+
 #[napi]
 impl NativeOrchestrator {
     /// An orchestrator over the given store (in-memory when absent).
