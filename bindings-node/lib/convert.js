@@ -72,4 +72,32 @@ function eventToCamel(raw) {
   return convert(raw, toCamelKey, raw.type === 'tool_completed' ? TOOL_RESULT : NONE)
 }
 
-module.exports = { toCamel, toSnake, eventToCamel, toCamelKey, toSnakeKey }
+// Agent inputs cross once per agent call, so their (fixed) shape has a
+// direct conversion; it gives exactly what `toCamel` gives (tested), and falls
+// back to `toCamel` for anything it does not know.
+const INPUT_KEYS = new Set(['task', 'messages', 'session_id', 'run_id', 'state', 'metadata'])
+const MESSAGE_KEYS = new Set(['role', 'content', 'name', 'data', 'created_at'])
+
+function messageToCamel(m) {
+  for (const k in m) if (!MESSAGE_KEYS.has(k)) return toCamel(m)
+  const out = { role: m.role, content: m.content }
+  if (m.name !== undefined) out.name = m.name
+  if (m.data !== undefined) out.data = m.data
+  if (m.created_at !== undefined) out.createdAt = m.created_at
+  return out
+}
+
+/** An AgentInput's camelCase view. */
+function agentInputToCamel(raw) {
+  for (const k in raw) if (!INPUT_KEYS.has(k)) return toCamel(raw)
+  const out = {}
+  if (raw.task !== undefined) out.task = raw.task
+  if (raw.messages !== undefined) out.messages = raw.messages.map(messageToCamel)
+  if (raw.session_id !== undefined) out.sessionId = raw.session_id
+  if (raw.run_id !== undefined) out.runId = raw.run_id
+  if (raw.state !== undefined) out.state = raw.state
+  if (raw.metadata !== undefined) out.metadata = raw.metadata
+  return out
+}
+
+module.exports = { toCamel, toSnake, eventToCamel, agentInputToCamel, toCamelKey, toSnakeKey }

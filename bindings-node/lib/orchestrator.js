@@ -2,7 +2,7 @@
 // The public Orchestrator: a thin facade over the native core.
 
 const native = require('./native')
-const { toCamel, toSnake, eventToCamel } = require('./convert')
+const { toCamel, toSnake, eventToCamel, agentInputToCamel } = require('./convert')
 const { fromNative, fromInfo, OrchestraError } = require('./errors')
 const { Handoff } = require('./handoff')
 const { MemoryStore, RedisStore } = require('./stores')
@@ -50,7 +50,7 @@ function wrapCallback(fn, decode, encode) {
 }
 
 function decodeInput(raw) {
-  return toCamel(raw)
+  return agentInputToCamel(raw)
 }
 
 // string | Handoff | { content, data?, statePatch?, usage?, handoff? } -> core AgentOutput JSON.

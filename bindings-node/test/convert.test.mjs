@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
 
 const require = createRequire(import.meta.url)
-const { toCamel, toSnake, eventToCamel } = require('../lib/convert.js')
+const { toCamel, toSnake, eventToCamel, agentInputToCamel } = require('../lib/convert.js')
 
 test('options in camelCase map to the core snake_case keys', () => {
   assert.deepEqual(toSnake({ timeoutMs: 1, maxRounds: 2, agentTimeoutMs: 3, retry: { maxRetries: 1, initialBackoffMs: 5 } }), {
@@ -42,4 +42,26 @@ test('undefined values are dropped and a tool result is user data', () => {
   assert.deepEqual(ev, { type: 'tool_completed', callId: 'c', result: { x_y: 1 } })
   const done = eventToCamel({ type: 'run_completed', result: { run_id: 'r' } })
   assert.deepEqual(done.result, { runId: 'r' })
+})
+
+test('the agent input fast path gives exactly what toCamel gives', () => {
+  const inputs = [
+    {
+      task: 't',
+      messages: [
+        { role: 'user', content: 'hi', created_at: '2026-01-01T00:00:00Z' },
+        { role: 'assistant', content: 'yo', name: 'a', data: { some_key: 1 }, created_at: '2026-01-01T00:00:01Z' },
+      ],
+      session_id: 's',
+      run_id: 'r',
+      state: { a_b: { c_d: 1 } },
+      metadata: { user_id: 2 },
+    },
+    { task: 't', messages: [], session_id: 's', run_id: 'r', state: null, metadata: {} },
+    // an unknown field (a newer core) takes the general path
+    { task: 't', messages: [{ role: 'tool', content: 'x', tool_call_id: 'c', created_at: 'z' }], session_id: 's', run_id: 'r', extra_field: 1 },
+  ]
+  for (const input of inputs) assert.deepEqual(agentInputToCamel(input), toCamel(input))
+  assert.equal(agentInputToCamel(inputs[2]).extraField, 1)
+  assert.equal(agentInputToCamel(inputs[2]).messages[0].toolCallId, 'c')
 })
