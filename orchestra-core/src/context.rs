@@ -244,6 +244,11 @@ impl RunContext {
         self.p.events.emit(kind);
     }
 
+    /// Sends the event built by `make`, building it only when the run is streamed.
+    pub fn emit_with(&self, make: impl FnOnce() -> EventKind) {
+        self.p.events.emit_with(make);
+    }
+
     /// The session's earlier messages followed by this run's user message.
     pub fn history(&self) -> &[Message] {
         &self.p.history
@@ -312,7 +317,7 @@ impl RunContext {
         let mut attempts = 0u32;
         loop {
             let name: Arc<str> = agent.name().into();
-            self.emit(EventKind::AgentStarted {
+            self.p.events.emit_with(|| EventKind::AgentStarted {
                 agent: name.to_string(),
                 step: index,
                 input: call.task.clone(),
@@ -501,7 +506,7 @@ impl RunContext {
                 duration_ms,
             });
         }
-        self.emit(EventKind::AgentCompleted {
+        self.p.events.emit_with(|| EventKind::AgentCompleted {
             agent: name.to_owned(),
             step: index,
             message,

@@ -236,6 +236,13 @@ impl EventSink {
         self.inner.is_some()
     }
 
+    /// Emits the event built by `make`, building it only if someone listens.
+    pub fn emit_with(&self, make: impl FnOnce() -> EventKind) {
+        if self.inner.is_some() {
+            self.emit(make());
+        }
+    }
+
     /// Emits one event (no-op when disabled or when the receiver is gone).
     pub fn emit(&self, kind: EventKind) {
         let Some(inner) = &self.inner else { return };

@@ -22,6 +22,7 @@ use std::{
 };
 
 use chrono::Utc;
+use serde_json::{Map, Value};
 use futures::Stream;
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -30,15 +31,14 @@ use tracing::Instrument;
 use crate::{
     agent::{Agent, AgentInfo, AgentRef, Usage},
     context::{Components, RunContext, RunParams, Scope},
-    error::{OrchestraError, StoreError},
+    error::OrchestraError,
     event::{EventKind, EventSink, OrchestrationEvent},
     message::Message,
     pattern::{self, GroupChatManager, Pattern, PatternOutput, Planner},
     policy::Limits,
     run::{RunRequest, RunResult, RunStatus},
     session::{
-        MemoryStore, Page, Session, SessionStore, SessionSummary, merge_patch, update_session,
-        validate_session_id,
+        MemoryStore, Page, Session, SessionStore, SessionSummary, merge_patch, validate_session_id,
     },
 };
 
@@ -381,35 +381,13 @@ impl Orchestrator {
 
     async fn execute(&self, p: Prepared, sink: EventSink, cancel: CancellationToken) -> RunResult {
         let span = tracing::info_span!("run", run_id = %p.run_id, session_id = %p.session_id, pattern = p.pattern.name());
-        self.track(&p.run_id, Some(cancel.clone()));
-        let result = self.execute_inner(p, &sink, cancel).instrument(span).await;
-        self.track(&result.run_id, None);
-        let kind = match (result.status, &result.error) {
-            (RunStatus::Completed, _) => EventKind::RunCompleted {
-                result: Box::new(result.clone()),
-            },
-            (RunStatus::Cancelled, _) => EventKind::RunCancelled {
-                reason: result
-                    .error
-                    .as_ref()
-                    .map_or_else(|| "cancelled".to_owned(), |e| e.message.clone()),
-                result: Box::new(result.clone()),
-            },
-            (_, error) => EventKind::RunFailed {
-                error: error
-                    .clone()
-                    .unwrap_or_else(|| OrchestraError::Cancelled.info()),
-                result: Box::new(result.clone()),
-            },
-        };
-        sink.finish(kind);
-        result
+        self.execute_inner(p, sink, cancel).instrument(span).await
     }
 
     async fn execute_inner(
         &self,
         p: Prepared,
-        sink: &EventSink,
+        sink: EventSink,
         cancel: CancellationToken,
     ) -> RunResult {
         let clock = Instant::now();
@@ -435,22 +413,25 @@ impl Orchestrator {
         };
         let store = self.inner.store.as_ref();
         let record = result.clone();
-        let session = update_session(store, &p.session_id, |s| {
-            s.runs.push(record.clone());
-            Ok(())
-        })
-        .await;
-        let session = match session {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "could not record the run start");
-                result.status = RunStatus::Failed;
-                result.error = Some(e.info());
-                result.finished_at = Some(Utc::now());
-                return result;
-            }
-        };
-        let mut history = session.messages;
+        let mut seen = (Vec::new(), Value::Object(Map::new()));
+        let started = store
+            .update(&p.session_id, &mut |s: &mut Session| {
+                s.runs.push(record.clone());
+                seen = (s.messages.clone(), s.state.clone());
+            })
+            .await;
+        if let Err(e) = started {
+            let e = OrchestraError::from(e);
+            tracing::error!(error = %e, "could not record the run start");
+            result.status = RunStatus::Failed;
+            result.error = Some(e.info());
+            result.finished_at = Some(Utc::now());
+            if sink.is_enabled() {
+            sink.finish(terminal_event(&result));
+        }
+            return result;
+        }
+        let (mut history, state) = seen;
         history.push(Message::user(p.request.task.clone()));
         sink.emit(EventKind::RunStarted {
             pattern: result.pattern.clone(),
@@ -458,19 +439,29 @@ impl Orchestrator {
             agents: agent_names,
         });
         let run_token = cancel.child_token();
-        let ctx = RunContext::new(RunParams {
+        let ctx = Arc::new(RunContext::new(RunParams {
             run_id: p.run_id.clone(),
             session_id: p.session_id.clone(),
             metadata: p.request.metadata.clone(),
             history,
-            state: session.state,
+            state,
             components: p.components.clone(),
             limits: p.limits.clone(),
             fallbacks: p.fallbacks,
             cancel: run_token.clone(),
             events: sink.clone(),
             deadline,
-        });
+        }));
+        // If this future is dropped mid-run (the caller went away), the guard
+        // records the run as cancelled from a task of its own.
+        let mut guard = Unfinished {
+            orch: self.clone(),
+            ctx: Some(ctx.clone()),
+            result: Some(result.clone()),
+            sink: sink.clone(),
+            clock,
+        };
+        self.track(&p.run_id, Some(cancel.clone()));
         let scope = Scope {
             task: p.request.task.clone(),
             agents: p.agents,
@@ -484,6 +475,25 @@ impl Orchestrator {
         };
         // Stop whatever agent work outlived the pattern future.
         run_token.cancel();
+        guard.disarm();
+        let result = self.finish(&ctx, result, outcome, clock).await;
+        if sink.is_enabled() {
+            sink.finish(terminal_event(&result));
+        }
+        result
+    }
+
+    /// Completes the run record from the context and the pattern's outcome,
+    /// and writes it (with the run's messages and state changes) in one
+    /// conditional session write.
+    async fn finish(
+        &self,
+        ctx: &RunContext,
+        mut result: RunResult,
+        outcome: Result<PatternOutput, OrchestraError>,
+        clock: Instant,
+    ) -> RunResult {
+        self.track(&result.run_id, None);
         let mut rec = ctx.take_record();
         rec.steps.sort_by_key(|s| s.index);
         result.steps = rec.steps;
@@ -509,35 +519,94 @@ impl Orchestrator {
         result.finished_at = Some(Utc::now());
         result.duration_ms = clock.elapsed().as_millis() as u64;
 
-        let user = Message::user(p.request.task.clone());
+        let user = Message::user(result.task.clone());
         let transcript = rec.transcript;
         let patches = rec.state_patches;
-        let record = result.clone();
-        let saved = update_session(store, &p.session_id, |s: &mut Session| {
-            s.messages.push(user.clone());
-            s.messages.extend(transcript.iter().cloned());
-            for patch in &patches {
-                merge_patch(&mut s.state, patch);
-            }
-            match s.run_mut(&record.run_id) {
-                Some(r) => *r = record.clone(),
-                None => s.runs.push(record.clone()),
-            }
-            Ok(())
-        })
-        .await;
+        let record = &result;
+        let saved = self
+            .inner
+            .store
+            .update(&result.session_id, &mut |s: &mut Session| {
+                s.messages.push(user.clone());
+                s.messages.extend(transcript.iter().cloned());
+                for patch in &patches {
+                    merge_patch(&mut s.state, patch);
+                }
+                match s.run_mut(&record.run_id) {
+                    Some(r) => *r = record.clone(),
+                    None => s.runs.push(record.clone()),
+                }
+            })
+            .await;
         if let Err(e) = saved {
             tracing::error!(error = %e, "could not record the run result");
             result.status = RunStatus::Failed;
-            result.error = Some(
-                match e {
-                    OrchestraError::Store(s) => OrchestraError::Store(s),
-                    other => OrchestraError::Store(StoreError::Backend(other.to_string())),
-                }
-                .info(),
-            );
+            result.error = Some(OrchestraError::Store(e).info());
         }
         result
+    }
+}
+
+fn terminal_event(result: &RunResult) -> EventKind {
+    match (result.status, &result.error) {
+        (RunStatus::Completed, _) => EventKind::RunCompleted {
+            result: Box::new(result.clone()),
+        },
+        (RunStatus::Cancelled, _) => EventKind::RunCancelled {
+            reason: result
+                .error
+                .as_ref()
+                .map_or_else(|| "cancelled".to_owned(), |e| e.message.clone()),
+            result: Box::new(result.clone()),
+        },
+        (_, error) => EventKind::RunFailed {
+            error: error.clone().unwrap_or_else(|| OrchestraError::Cancelled.info()),
+            result: Box::new(result.clone()),
+        },
+    }
+}
+
+/// Records a run as cancelled if its future is dropped before it finished.
+struct Unfinished {
+    orch: Orchestrator,
+    ctx: Option<Arc<RunContext>>,
+    result: Option<RunResult>,
+    sink: EventSink,
+    clock: Instant,
+}
+
+impl Unfinished {
+    fn disarm(&mut self) {
+        self.ctx = None;
+        self.result = None;
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        let (Some(ctx), Some(result)) = (self.ctx.take(), self.result.take()) else {
+            return;
+        };
+        ctx.cancellation().cancel();
+        let orch = self.orch.clone();
+        let sink = self.sink.clone();
+        let clock = self.clock;
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    let result = orch
+                        .finish(&ctx, result, Err(OrchestraError::Cancelled), clock)
+                        .await;
+                    if sink.is_enabled() {
+            sink.finish(terminal_event(&result));
+        }
+                });
+            }
+            Err(_) => {
+                orch.track(&result.run_id, None);
+                tracing::warn!(run_id = %result.run_id, "run dropped outside a runtime; not recorded as cancelled");
+            }
+        }
     }
 }
 

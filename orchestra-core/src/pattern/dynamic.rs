@@ -429,7 +429,7 @@ impl Pattern for Dynamic {
         };
         let mut plan = self.planner.plan(&request, ctx).await?;
         Self::check_plan(&plan, &scope)?;
-        ctx.emit(EventKind::PlanCreated { plan: plan.clone() });
+        ctx.emit_with(|| EventKind::PlanCreated { plan: plan.clone() });
         let mut ledger = Ledger {
             remaining: plan.steps.clone(),
             ..Ledger::default()
@@ -510,7 +510,7 @@ impl Pattern for Dynamic {
             plan = self.planner.plan(&request, ctx).await?;
             Self::check_plan(&plan, &scope)?;
             ledger.remaining = plan.steps.clone();
-            ctx.emit(EventKind::PlanUpdated {
+            ctx.emit_with(|| EventKind::PlanUpdated {
                 plan: plan.clone(),
                 ledger: ledger.clone(),
                 reason: format!("step {step_no} failed: {reason}"),

@@ -305,7 +305,7 @@ impl Pattern for GroupChat {
                     choice.agent
                 ))
             })?;
-            ctx.emit(EventKind::SpeakerSelected {
+            ctx.emit_with(|| EventKind::SpeakerSelected {
                 agent: choice.agent.clone(),
                 round: chat.round,
                 reason: choice.reason,

@@ -169,7 +169,7 @@ impl Pattern for HandoffPattern {
             };
             handoffs += 1;
             path.push(handoff.to.clone());
-            ctx.emit(EventKind::Handoff {
+            ctx.emit_with(|| EventKind::Handoff {
                 from: from.clone(),
                 to: handoff.to.clone(),
                 reason: handoff.reason.clone(),

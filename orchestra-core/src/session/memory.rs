@@ -152,6 +152,32 @@ impl SessionStore for MemoryStore {
     fn kind(&self) -> &'static str {
         "memory"
     }
+
+    /// Changes the session in place under the lock: no copies, no conflicts.
+    async fn update(
+        &self,
+        id: &str,
+        change: &mut (dyn for<'s> FnMut(&'s mut Session) + Send),
+    ) -> Result<u64, StoreError> {
+        let now = Instant::now();
+        let expires_at = self.ttl.map(|t| now + t);
+        let mut entries = self.lock();
+        if entries.peek(id).is_some_and(|e| expired(e, now)) {
+            entries.pop(id);
+        }
+        if let Some(e) = entries.get_mut(id) {
+            change(&mut e.session);
+            e.session.version += 1;
+            e.session.updated_at = chrono::Utc::now();
+            e.expires_at = expires_at;
+            return Ok(e.session.version);
+        }
+        let mut session = Session::new(id);
+        change(&mut session);
+        session.version = 1;
+        entries.put(id.to_owned(), Entry { session, expires_at });
+        Ok(1)
+    }
 }
 
 #[cfg(test)]

@@ -158,6 +158,34 @@ pub trait SessionStore: Send + Sync {
     }
     /// A short name for health output and logs ("memory", "redis").
     fn kind(&self) -> &'static str;
+
+    /// Applies `change` to the session (a new one if absent) atomically and
+    /// returns the new version. `change` may run more than once and must only
+    /// touch the session it is given.
+    ///
+    /// The default is an optimistic read-modify-write loop over `get` and
+    /// `put`; stores that can change a session in place override it.
+    async fn update(
+        &self,
+        id: &str,
+        change: &mut (dyn for<'s> FnMut(&'s mut Session) + Send),
+    ) -> Result<u64, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = self.get(id).await?;
+            let expected = current.as_ref().map(|s| s.version);
+            let mut session = current.unwrap_or_else(|| Session::new(id));
+            change(&mut session);
+            session.updated_at = Utc::now();
+            match self.put(&session, expected).await {
+                Err(StoreError::Conflict { .. }) if attempt < MAX_UPDATE_ATTEMPTS => {
+                    conflict_backoff(id, attempt).await;
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -179,6 +207,13 @@ impl<T: SessionStore + ?Sized> SessionStore for std::sync::Arc<T> {
     }
     fn kind(&self) -> &'static str {
         (**self).kind()
+    }
+    async fn update(
+        &self,
+        id: &str,
+        change: &mut (dyn for<'s> FnMut(&'s mut Session) + Send),
+    ) -> Result<u64, StoreError> {
+        (**self).update(id, change).await
     }
 }
 
@@ -207,19 +242,22 @@ where
                 return Ok(session);
             }
             Err(StoreError::Conflict { .. }) if attempt < MAX_UPDATE_ATTEMPTS => {
-                tracing::debug!(session_id = id, attempt, "session write conflict; retrying");
-                // Let the writer that won finish before re-reading; under heavy
-                // contention spread the retries out so they stop colliding.
-                if attempt <= 3 {
-                    tokio::task::yield_now().await;
-                } else {
-                    let cap = u64::from(attempt).min(50);
-                    tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(1..=cap)))
-                        .await;
-                }
+                conflict_backoff(id, attempt).await;
             }
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Waits before re-reading after a lost write: first just let the winner
+/// finish, then, under heavy contention, spread the retries out.
+async fn conflict_backoff(id: &str, attempt: u32) {
+    tracing::debug!(session_id = id, attempt, "session write conflict; retrying");
+    if attempt <= 3 {
+        tokio::task::yield_now().await;
+    } else {
+        let cap = u64::from(attempt).min(50);
+        tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(1..=cap))).await;
     }
 }
 
