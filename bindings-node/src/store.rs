@@ -3,7 +3,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-use napi::bindgen_prelude::within_runtime_if_available;
 use napi_derive::napi;
 use orchestra_core::{
     SessionStore,
@@ -41,39 +40,6 @@ impl NativeStore {
         }
     }
 
-    /// A Redis store; connects on first use. Times are in milliseconds;
-    /// `ttl_ms` of 0 keeps sessions until deleted.
-    #[cfg(feature = "redis")]
-    #[napi(factory)]
-    pub fn redis(
-        url: String,
-        prefix: Option<String>,
-        ttl_ms: Option<f64>,
-        connect_timeout_ms: Option<f64>,
-        response_timeout_ms: Option<f64>,
-    ) -> napi::Result<Self> {
-        use orchestra_core::session::{RedisStore, RedisStoreConfig};
-        let millis = |ms: f64| Duration::from_millis(ms.max(0.0) as u64);
-        let mut config = RedisStoreConfig::default();
-        if let Some(p) = prefix {
-            config = config.prefix(p);
-        }
-        if let Some(ms) = ttl_ms {
-            config = config.ttl((ms > 0.0).then(|| millis(ms)));
-        }
-        if let Some(ms) = connect_timeout_ms {
-            config = config.connect_timeout(millis(ms));
-        }
-        if let Some(ms) = response_timeout_ms {
-            config = config.response_timeout(millis(ms));
-        }
-        let store =
-            within_runtime_if_available(|| RedisStore::connect_lazy(&url, config)).napi()?;
-        Ok(Self {
-            store: Arc::new(store),
-        })
-    }
-
     /// Resolves when the store answers.
     #[napi]
     pub async fn ping(&self) -> napi::Result<()> {
@@ -84,5 +50,51 @@ impl NativeStore {
     #[napi(getter)]
     pub fn kind(&self) -> String {
         self.store.kind().to_owned()
+    }
+}
+
+#[cfg(feature = "redis")]
+mod redis {
+    use std::{sync::Arc, time::Duration};
+
+    use napi::bindgen_prelude::within_runtime_if_available;
+    use napi_derive::napi;
+    use orchestra_core::session::{RedisStore, RedisStoreConfig};
+
+    use super::NativeStore;
+    use crate::error::NapiExt;
+
+    #[napi]
+    impl NativeStore {
+        /// A Redis store; connects on first use. Times are in milliseconds;
+        /// `ttl_ms` of 0 keeps sessions until deleted.
+        #[napi(factory)]
+        pub fn redis(
+            url: String,
+            prefix: Option<String>,
+            ttl_ms: Option<f64>,
+            connect_timeout_ms: Option<f64>,
+            response_timeout_ms: Option<f64>,
+        ) -> napi::Result<Self> {
+            let millis = |ms: f64| Duration::from_millis(ms.max(0.0) as u64);
+            let mut config = RedisStoreConfig::default();
+            if let Some(p) = prefix {
+                config = config.prefix(p);
+            }
+            if let Some(ms) = ttl_ms {
+                config = config.ttl((ms > 0.0).then(|| millis(ms)));
+            }
+            if let Some(ms) = connect_timeout_ms {
+                config = config.connect_timeout(millis(ms));
+            }
+            if let Some(ms) = response_timeout_ms {
+                config = config.response_timeout(millis(ms));
+            }
+            let store =
+                within_runtime_if_available(|| RedisStore::connect_lazy(&url, config)).napi()?;
+            Ok(Self {
+                store: Arc::new(store),
+            })
+        }
     }
 }
