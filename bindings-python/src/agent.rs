@@ -96,13 +96,13 @@ impl Agent for PyAgent {
     async fn invoke(
         &self,
         input: AgentInput,
-        _ctx: AgentContext,
+        ctx: AgentContext,
     ) -> Result<AgentOutput, AgentError> {
         let arg = serde_json::to_string(&input)
             .map_err(|e| AgentError::msg(format!("could not encode the agent input: {e}")))?;
         let reply = self
             .call
-            .call(arg)
+            .call(arg, Some(ctx))
             .await
             .map_err(|e| py_err_to_agent_error(&e))?;
         match reply {
@@ -146,7 +146,7 @@ async fn ask_manager<T: serde::de::DeserializeOwned>(
 ) -> Result<T, OrchestraError> {
     let arg = serde_json::to_string(chat).map_err(|e| OrchestraError::Manager(e.to_string()))?;
     let reply = call
-        .call(arg)
+        .call(arg, None)
         .await
         .map_err(|e| OrchestraError::Manager(e.to_string()))?;
     let json = json_payload(reply).map_err(OrchestraError::Manager)?;
@@ -209,7 +209,7 @@ impl Planner for PyPlanner {
             serde_json::to_string(request).map_err(|e| OrchestraError::Planner(e.to_string()))?;
         let reply = self
             .call
-            .call(arg)
+            .call(arg, None)
             .await
             .map_err(|e| OrchestraError::Planner(e.to_string()))?;
         let json = json_payload(reply).map_err(OrchestraError::Planner)?;

@@ -21,6 +21,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use orchestra_core::AgentContext;
 use pyo3::{exceptions::PyRuntimeError, prelude::*, sync::PyOnceLock, types::PyTuple};
 use pyo3_async_runtimes::TaskLocals;
 use tokio::sync::oneshot;
@@ -54,8 +55,16 @@ enum FirstStep {
     Pending(Py<PyAny>),
 }
 
-fn first_step(py: Python<'_>, func: &Py<PyAny>, arg: String) -> PyResult<FirstStep> {
-    let out = func.bind(py).call1((arg,))?;
+fn first_step(
+    py: Python<'_>,
+    func: &Py<PyAny>,
+    arg: String,
+    ctx: Option<AgentContext>,
+) -> PyResult<FirstStep> {
+    let out = match ctx {
+        None => func.bind(py).call1((arg,))?,
+        Some(ctx) => func.bind(py).call1((arg, PyAgentContext { inner: ctx }))?,
+    };
     let coroutine = COROUTINE_TYPE.import(py, "types", "CoroutineType")?;
     if out.is_instance(coroutine)? {
         return Ok(FirstStep::Pending(out.unbind()));
@@ -78,16 +87,19 @@ impl PyCallback {
         }
     }
 
-    /// Calls the wrapped function with one JSON argument.
-    pub(crate) async fn call(&self, arg: String) -> PyResult<Reply> {
+    /// Calls the wrapped function with one JSON argument (and, for agents,
+    /// the call's context).
+    pub(crate) async fn call(&self, arg: String, ctx: Option<AgentContext>) -> PyResult<Reply> {
         let locals = EVENT_LOOP.try_with(Clone::clone).ok();
         let first = if self.blocking {
             let func = Arc::clone(&self.func);
-            tokio::task::spawn_blocking(move || Python::attach(|py| first_step(py, &func, arg)))
-                .await
-                .map_err(|e| PyRuntimeError::new_err(format!("python call aborted: {e}")))??
+            tokio::task::spawn_blocking(move || {
+                Python::attach(|py| first_step(py, &func, arg, ctx))
+            })
+            .await
+            .map_err(|e| PyRuntimeError::new_err(format!("python call aborted: {e}")))??
         } else {
-            Python::attach(|py| first_step(py, &self.func, arg))?
+            Python::attach(|py| first_step(py, &self.func, arg, ctx))?
         };
         match first {
             FirstStep::Done(reply) => Ok(reply),
@@ -176,5 +188,59 @@ impl Completion {
             let _ = tx.send(reply);
         }
         Ok(())
+    }
+}
+
+/// What a Python agent can do besides answering: stream partial output,
+/// report tool calls, and check for cancellation and its deadline.
+#[pyclass(frozen, name = "AgentContext", module = "orchestra._orchestra")]
+pub(crate) struct PyAgentContext {
+    inner: AgentContext,
+}
+
+fn json_arg(what: &str, json: &str) -> PyResult<serde_json::Value> {
+    serde_json::from_str(json)
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("{what}: invalid JSON: {e}")))
+}
+
+#[pymethods]
+impl PyAgentContext {
+    /// Streams a piece of output as an `agent_delta` event.
+    fn delta(&self, text: String) {
+        self.inner.delta(text);
+    }
+
+    /// Reports a tool call (`tool_called`); `arguments_json` is JSON text.
+    fn tool_called(&self, tool: &str, call_id: &str, arguments_json: &str) -> PyResult<()> {
+        let arguments = json_arg("arguments", arguments_json)?;
+        self.inner.tool_called(tool, call_id, arguments);
+        Ok(())
+    }
+
+    /// Reports a tool result (`tool_completed`); `result_json` is JSON text.
+    fn tool_completed(&self, tool: &str, call_id: &str, result_json: &str) -> PyResult<()> {
+        let result = json_arg("result", result_json)?;
+        self.inner.tool_completed(tool, call_id, result);
+        Ok(())
+    }
+
+    /// True once the run is cancelled or this call's deadline has passed.
+    #[getter]
+    fn cancelled(&self) -> bool {
+        self.inner.is_cancelled()
+    }
+
+    /// Milliseconds left before this call's deadline, if it has one.
+    #[getter]
+    fn remaining_ms(&self) -> Option<u64> {
+        self.inner
+            .remaining()
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// The step number of this call within the run.
+    #[getter]
+    fn step(&self) -> u32 {
+        self.inner.step()
     }
 }

@@ -9,6 +9,7 @@
 //! - [`bridge`]: how a Python call runs (blocking pool or the caller's loop).
 //! - [`store`]: memory and Redis session stores.
 //! - `remote`: the core's HTTP, OpenAI-compatible and A2A agents (feature `http-agents`).
+//! - [`future`]: Rust futures as asyncio futures, safe at interpreter exit.
 //! - [`error`]: core errors as `orchestra.OrchestraError` subclasses.
 //!
 //! ```text
@@ -22,6 +23,7 @@
 mod agent;
 mod bridge;
 mod error;
+mod future;
 mod orchestrator;
 #[cfg(feature = "http-agents")]
 mod remote;
@@ -41,7 +43,9 @@ fn _orchestra(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<orchestrator::PyOrchestrator>()?;
     m.add_class::<orchestrator::RunHandle>()?;
     m.add_class::<store::PyStore>()?;
+    m.add_class::<bridge::PyAgentContext>()?;
     m.add_function(wrap_pyfunction!(patterns, m)?)?;
+    m.add_function(wrap_pyfunction!(future::shutdown, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("EVENT_SCHEMA_VERSION", orchestra_core::EVENT_SCHEMA_VERSION)?;
     m.add("HAS_REDIS", cfg!(feature = "redis"))?;

@@ -274,7 +274,7 @@ impl PyOrchestrator {
     /// flight (finished already, or unknown).
     fn wait_run<'py>(&self, py: Python<'py>, run_id: &str) -> PyResult<Bound<'py, PyAny>> {
         let rx = lock(&self.runs).get(run_id).cloned();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::future::into_py_future(py, async move {
             match rx {
                 None => Ok(None),
                 Some(rx) => Ok(wait_outcome(rx).await.map(|s| s.to_string())),
@@ -294,7 +294,7 @@ impl PyOrchestrator {
     /// The session as core JSON, or None.
     fn get_session<'py>(&self, py: Python<'py>, session_id: String) -> PyResult<Bound<'py, PyAny>> {
         let orch = self.inner.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::future::into_py_future(py, async move {
             let session = orch.get_session(&session_id).await.into_py_result()?;
             session
                 .map(|s| serde_json::to_string(&s))
@@ -309,7 +309,7 @@ impl PyOrchestrator {
         session_id: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         let orch = self.inner.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::future::into_py_future(py, async move {
             orch.delete_session(&session_id).await.into_py_result()
         })
     }
@@ -322,7 +322,7 @@ impl PyOrchestrator {
         limit: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
         let orch = self.inner.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::future::into_py_future(py, async move {
             let list = orch
                 .list_sessions(Page { offset, limit })
                 .await
@@ -435,7 +435,7 @@ impl RunHandle {
     /// The next events (core JSON), as many as are ready; an empty list at the end.
     fn next_events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let rx = self.events.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::future::into_py_future(py, async move {
             let Some(rx) = rx else {
                 return Err(PyRuntimeError::new_err(
                     "this run was started without events",
@@ -456,7 +456,7 @@ impl RunHandle {
     /// The run's result as core JSON, once the run is over and recorded.
     fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let rx = self.outcome.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::future::into_py_future(py, async move {
             match wait_outcome(rx).await {
                 Some(json) => Ok(json.to_string()),
                 None => Err(orchestra_error(

@@ -104,7 +104,7 @@ pub(crate) fn add_a2a_agent<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let config: A2aAgentConfig = parse("a2a config", config_json)?;
     let orch = orch.clone();
-    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+    crate::future::into_py_future(py, async move {
         let url = config.card_url.clone();
         let agent = A2aAgent::connect(config)
             .await

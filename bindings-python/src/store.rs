@@ -73,7 +73,7 @@ impl PyStore {
         let config = orchestra_core::session::RedisStoreConfig::default()
             .prefix(prefix)
             .ttl(ttl_from(ttl_seconds)?);
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::future::into_py_future(py, async move {
             let store = orchestra_core::session::RedisStore::connect(&url, config)
                 .await
                 .into_py_result()?;
@@ -98,7 +98,7 @@ impl PyStore {
         limit: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
         let store = Arc::clone(&self.inner);
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::future::into_py_future(py, async move {
             let list = store.list(Page { offset, limit }).await.into_py_result()?;
             serde_json::to_string(&list).into_py_result()
         })

@@ -82,3 +82,49 @@ async def test_stream_used_as_a_context_manager(orch: orchestra.Orchestrator) ->
         async for ev in events:
             types.append(ev.type)
     assert types[-1] == "run_completed"
+
+
+async def test_agents_taking_a_context_stream_deltas_and_tool_calls() -> None:
+    o = orchestra.Orchestrator()
+
+    async def talker(inp: orchestra.AgentInput, ctx: orchestra.AgentContext) -> str:
+        ctx.tool_called("lookup", "c1", {"q": inp.task})
+        ctx.tool_completed("lookup", "c1", ["moon"])
+        for word in ("Tides ", "follow ", "the moon."):
+            ctx.delta(word)
+        remaining = ctx.remaining_ms
+        assert not ctx.cancelled and remaining is not None and remaining > 0
+        return "Tides follow the moon."
+
+    def counter(inp: orchestra.AgentInput, ctx: orchestra.AgentContext) -> str:
+        ctx.delta(f"step {ctx.step}")
+        return "counted"
+
+    o.add_agent("talker", talker)
+    o.add_agent("counter", counter)
+    events = [e async for e in o.stream("sequential", "tides", agents=["talker", "counter"])]
+    deltas = [(e.agent, e["delta"]) for e in events if e.type == "agent_delta"]
+    assert deltas == [
+        ("talker", "Tides "),
+        ("talker", "follow "),
+        ("talker", "the moon."),
+        ("counter", "step 1"),
+    ]
+    called = next(e for e in events if e.type == "tool_called")
+    assert (called["tool"], called["call_id"], called["arguments"]) == ("lookup", "c1", {"q": "tides"})
+    done = next(e for e in events if e.type == "tool_completed")
+    assert done["result"] == ["moon"]
+    assert [e.type for e in events].index("agent_delta") < [e.type for e in events].index("agent_completed")
+
+
+async def test_an_agent_deadline_is_visible_in_the_context() -> None:
+    o = orchestra.Orchestrator()
+    seen = []
+
+    def probe(inp: orchestra.AgentInput, ctx: orchestra.AgentContext) -> str:
+        seen.append(ctx.remaining_ms)
+        return "ok"
+
+    o.add_agent("probe", probe)
+    await o.run("sequential", "t", agents=["probe"], options={"agent_timeout_ms": 60000})
+    assert seen[0] is not None and 0 < seen[0] <= 60000

@@ -19,6 +19,10 @@
         print(event.type, event.to_dict())
 """
 
+import atexit as _atexit
+
+from . import _orchestra
+from ._bridge import AgentContext
 from ._errors import (
     AgentError,
     Cancelled,
@@ -68,6 +72,7 @@ __all__ = [
     "ManagerFn",
     "PlannerFn",
     "AgentInput",
+    "AgentContext",
     "AgentOutput",
     "AgentInfo",
     "Handoff",
@@ -87,3 +92,6 @@ __all__ = [
     "Cancelled",
     "StoreError",
 ]
+
+# Native threads must be out of Python before the interpreter finalizes.
+_atexit.register(_orchestra.shutdown)

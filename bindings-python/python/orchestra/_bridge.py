@@ -23,6 +23,7 @@ import json
 import logging
 from typing import Any, Callable, Optional, Tuple
 
+from . import _orchestra as _native
 from ._errors import AgentError
 from ._types import AgentInput, AgentOutput, Handoff
 
@@ -42,6 +43,58 @@ def is_async_callable(fn: Any) -> bool:
         return True
     call = getattr(fn, "__call__", None)
     return call is not None and inspect.iscoroutinefunction(call)
+
+
+def wants_context(fn: Any) -> bool:
+    """True when ``fn`` takes a second positional argument (the AgentContext)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    positional = 0
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            return True
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            positional += 1
+    return positional >= 2
+
+
+class AgentContext:
+    """What an agent can do besides answering; passed as the second argument
+    to agents that take two (``def agent(inp, ctx)``)."""
+
+    __slots__ = ("_native",)
+
+    def __init__(self, native: _native.AgentContext) -> None:
+        self._native = native
+
+    def delta(self, text: str) -> None:
+        """Streams a piece of output (e.g. LLM tokens) as an ``agent_delta`` event."""
+        self._native.delta(text)
+
+    def tool_called(self, tool: str, call_id: str, arguments: Any = None) -> None:
+        """Reports a tool call (``tool_called``); ``arguments`` is any JSON value."""
+        self._native.tool_called(tool, call_id, json.dumps(arguments))
+
+    def tool_completed(self, tool: str, call_id: str, result: Any = None) -> None:
+        """Reports a tool result (``tool_completed``); ``result`` is any JSON value."""
+        self._native.tool_completed(tool, call_id, json.dumps(result))
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the run is cancelled or this call's deadline has passed."""
+        return self._native.cancelled
+
+    @property
+    def remaining_ms(self) -> Optional[int]:
+        """Milliseconds left before this call's deadline, if it has one."""
+        return self._native.remaining_ms
+
+    @property
+    def step(self) -> int:
+        """The step number of this call within the run."""
+        return self._native.step
 
 
 def failure(exc: BaseException, what: str) -> Reply:
@@ -81,15 +134,20 @@ def convert_output(out: Any) -> Reply:
     )
 
 
-def adapt_agent(name: str, fn: Callable[..., Any]) -> Tuple[Callable[[str], Any], bool]:
+def adapt_agent(name: str, fn: Callable[..., Any]) -> Tuple[Callable[[str, Any], Any], bool]:
     """The native-facing wrapper of an agent function, and whether it is async."""
     what = f"agent {name!r}"
+    with_ctx = wants_context(fn)
+
+    def invoke(raw: str, ctx: Any) -> Any:
+        inp = AgentInput._from_json(raw)
+        return fn(inp, AgentContext(ctx)) if with_ctx else fn(inp)
 
     if is_async_callable(fn):
 
-        async def call_async(raw: str) -> Reply:
+        async def call_async(raw: str, ctx: Any) -> Reply:
             try:
-                out = await fn(AgentInput._from_json(raw))
+                out = await invoke(raw, ctx)
             except Exception as e:
                 return failure(e, what)
             return convert_output(out)
@@ -103,9 +161,9 @@ def adapt_agent(name: str, fn: Callable[..., Any]) -> Tuple[Callable[[str], Any]
             return failure(e, what)
         return convert_output(out)
 
-    def call_sync(raw: str) -> Any:
+    def call_sync(raw: str, ctx: Any) -> Any:
         try:
-            out = fn(AgentInput._from_json(raw))
+            out = invoke(raw, ctx)
         except Exception as e:
             return failure(e, what)
         if inspect.isawaitable(out):
@@ -239,3 +297,13 @@ def spawn(
         coro.close()
         raise
     return spawned
+
+
+def set_future(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    """Resolves a native call's future (on its loop)."""
+    if fut.done():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)

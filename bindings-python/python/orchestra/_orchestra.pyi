@@ -1,16 +1,17 @@
 # Type stubs of the private native module. Use the `orchestra` package instead.
 from typing import Any, Awaitable, Callable, List, Optional, Tuple, final
 
-__all__ = ["Orchestrator", "RunHandle", "Store", "patterns", "__version__", "EVENT_SCHEMA_VERSION", "HAS_REDIS", "HAS_HTTP_AGENTS"]
+__all__ = ["Orchestrator", "RunHandle", "Store", "AgentContext", "patterns", "shutdown", "__version__", "EVENT_SCHEMA_VERSION", "HAS_REDIS", "HAS_HTTP_AGENTS"]
 
 __version__: str
 EVENT_SCHEMA_VERSION: int
 HAS_REDIS: bool
 HAS_HTTP_AGENTS: bool
 
-_Wrapped = Callable[[str], Any]
+_Wrapped = Callable[..., Any]
 
 def patterns() -> str: ...
+def shutdown(timeout_ms: int = 2000) -> bool: ...
 @final
 class Store:
     @staticmethod
@@ -24,6 +25,18 @@ class Store:
     @property
     def kind(self) -> str: ...
     def list(self, offset: int = 0, limit: int = 50) -> Awaitable[str]: ...
+
+@final
+class AgentContext:
+    def delta(self, text: str) -> None: ...
+    def tool_called(self, tool: str, call_id: str, arguments_json: str) -> None: ...
+    def tool_completed(self, tool: str, call_id: str, result_json: str) -> None: ...
+    @property
+    def cancelled(self) -> bool: ...
+    @property
+    def remaining_ms(self) -> Optional[int]: ...
+    @property
+    def step(self) -> int: ...
 
 @final
 class RunHandle:

@@ -23,6 +23,7 @@ from typing import (
 
 from . import _bridge
 from . import _orchestra as _native
+from ._bridge import AgentContext
 from ._types import (
     AgentInfo,
     AgentInput,
@@ -44,8 +45,12 @@ __all__ = [
     "PlannerFn",
 ]
 
-#: An agent: a plain function or a coroutine function of one AgentInput.
-AgentFn = Callable[[AgentInput], Union[AgentResult, Awaitable[AgentResult]]]
+#: An agent: a plain function or a coroutine function of an AgentInput (and,
+#: optionally, an AgentContext to stream deltas and report tool calls).
+AgentFn = Union[
+    Callable[[AgentInput], Union[AgentResult, Awaitable[AgentResult]]],
+    Callable[[AgentInput, AgentContext], Union[AgentResult, Awaitable[AgentResult]]],
+]
 #: A group chat manager: the chat (JSON dict) -> the next speaker's name, or None to stop.
 ManagerFn = Callable[[Dict[str, Any]], Any]
 #: A planner: the plan request (JSON dict) -> a plan dict.
