@@ -10,6 +10,10 @@ use axum::{Json, Router, routing::post};
 use orchestra_server::{config::Config, serve_state, state::AppState};
 use serde_json::Value;
 
+// The same allocator as the orchestra-server binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 async fn echo(Json(body): Json<Value>) -> Json<Value> {
     Json(body)
 }

@@ -126,7 +126,11 @@ pub fn demo_agent(name: &str) -> Option<AgentRef> {
             with_usage(if answers.is_empty() {
                 format!("Summary: {}", clip(&i.task, 160))
             } else {
-                format!("Summary of {} answers: {}.", answers.len(), answers.join("; "))
+                format!(
+                    "Summary of {} answers: {}.",
+                    answers.len(),
+                    answers.join("; ")
+                )
             })
         }),
         "demo_echo" => FnAgent::arc(name, description, |i: AgentInput, _| async move { i.task }),

@@ -8,7 +8,13 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::Parser;
+use mimalloc::MiMalloc;
 use orchestra_server::config::{Config, LogFormat, Overrides};
+
+// Runs allocate many short-lived strings and JSON values across threads;
+// mimalloc handles that pattern far better than the system allocator.
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
 
 /// Orchestra REST server.
 #[derive(Debug, Parser)]
