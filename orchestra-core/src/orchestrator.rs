@@ -22,8 +22,8 @@ use std::{
 };
 
 use chrono::Utc;
-use serde_json::{Map, Value};
 use futures::Stream;
+use serde_json::{Map, Value};
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
@@ -217,15 +217,11 @@ impl Orchestrator {
     }
 
     async fn run_prepared(&self, prepared: Prepared) -> Result<RunResult, OrchestraError> {
-        let cancel = CancellationToken::new();
-        let _guard = cancel.clone().drop_guard();
-        let this = self.clone();
-        let task =
-            tokio::spawn(
-                async move { this.execute(prepared, EventSink::disabled(), cancel).await },
-            );
-        task.await
-            .map_err(|e| OrchestraError::Manager(format!("run task failed: {e}")))
+        // Runs on the caller's task; if the caller drops this future, the
+        // run's guard records it as cancelled.
+        Ok(self
+            .execute(prepared, EventSink::disabled(), CancellationToken::new())
+            .await)
     }
 
     /// Starts a run and returns its event stream. The request is checked
@@ -319,6 +315,10 @@ impl Orchestrator {
         if let Some(id) = &request.session_id {
             validate_session_id(id)?;
         }
+        if let Some(id) = &request.run_id {
+            validate_session_id(id)
+                .map_err(|e| OrchestraError::invalid("run_id", e.to_string()))?;
+        }
         let components = self.components();
         let pattern = match pattern {
             Some(p) => p,
@@ -355,7 +355,10 @@ impl Orchestrator {
             agents,
             limits,
             fallbacks: run_options.fallbacks,
-            run_id: uuid::Uuid::now_v7().to_string(),
+            run_id: request
+                .run_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
             session_id: request
                 .session_id
                 .clone()
@@ -414,21 +417,32 @@ impl Orchestrator {
         let store = self.inner.store.as_ref();
         let record = result.clone();
         let mut seen = (Vec::new(), Value::Object(Map::new()));
+        let mut duplicate = false;
         let started = store
             .update(&p.session_id, &mut |s: &mut Session| {
-                s.runs.push(record.clone());
+                duplicate = s.run(&record.run_id).is_some();
+                if !duplicate {
+                    s.runs.push(record.clone());
+                }
                 seen = (s.messages.clone(), s.state.clone());
             })
-            .await;
+            .await
+            .map_err(OrchestraError::from)
+            .and_then(|v| match duplicate {
+                true => Err(OrchestraError::invalid(
+                    "run_id",
+                    format!("run '{}' already exists in this session", record.run_id),
+                )),
+                false => Ok(v),
+            });
         if let Err(e) = started {
-            let e = OrchestraError::from(e);
             tracing::error!(error = %e, "could not record the run start");
             result.status = RunStatus::Failed;
             result.error = Some(e.info());
             result.finished_at = Some(Utc::now());
             if sink.is_enabled() {
-            sink.finish(terminal_event(&result));
-        }
+                sink.finish(terminal_event(&result));
+            }
             return result;
         }
         let (mut history, state) = seen;
@@ -457,7 +471,7 @@ impl Orchestrator {
         let mut guard = Unfinished {
             orch: self.clone(),
             ctx: Some(ctx.clone()),
-            result: Some(result.clone()),
+            result: Some(result),
             sink: sink.clone(),
             clock,
         };
@@ -475,7 +489,7 @@ impl Orchestrator {
         };
         // Stop whatever agent work outlived the pattern future.
         run_token.cancel();
-        guard.disarm();
+        let result = guard.disarm();
         let result = self.finish(&ctx, result, outcome, clock).await;
         if sink.is_enabled() {
             sink.finish(terminal_event(&result));
@@ -560,7 +574,9 @@ fn terminal_event(result: &RunResult) -> EventKind {
             result: Box::new(result.clone()),
         },
         (_, error) => EventKind::RunFailed {
-            error: error.clone().unwrap_or_else(|| OrchestraError::Cancelled.info()),
+            error: error
+                .clone()
+                .unwrap_or_else(|| OrchestraError::Cancelled.info()),
             result: Box::new(result.clone()),
         },
     }
@@ -576,9 +592,10 @@ struct Unfinished {
 }
 
 impl Unfinished {
-    fn disarm(&mut self) {
+    /// The run finished normally: hand back its record.
+    fn disarm(&mut self) -> RunResult {
         self.ctx = None;
-        self.result = None;
+        self.result.take().unwrap_or_default()
     }
 }
 
@@ -598,8 +615,8 @@ impl Drop for Unfinished {
                         .finish(&ctx, result, Err(OrchestraError::Cancelled), clock)
                         .await;
                     if sink.is_enabled() {
-            sink.finish(terminal_event(&result));
-        }
+                        sink.finish(terminal_event(&result));
+                    }
                 });
             }
             Err(_) => {

@@ -34,6 +34,10 @@ pub struct RunRequest {
     /// Continue this session (created if unknown); a new one when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// Use this run id (same rules as session ids) instead of a generated one,
+    /// e.g. when a queue or a client has already named the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
     /// Pattern options plus the common limits (`timeout_ms`, `max_iterations`, …).
     #[serde(default = "empty_object")]
     pub options: Value,
@@ -53,6 +57,7 @@ impl RunRequest {
             task: task.into(),
             agents: None,
             session_id: None,
+            run_id: None,
             options: empty_object(),
             metadata: Map::new(),
         }
@@ -97,6 +102,12 @@ impl RunRequest {
         self
     }
 
+    #[must_use]
+    pub fn run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.run_id = Some(run_id.into());
+        self
+    }
+
     /// Replaces the options object.
     #[must_use]
     pub fn options(mut self, options: Value) -> Self {
@@ -124,10 +135,11 @@ impl RunRequest {
 }
 
 /// Where a run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RunStatus {
+    #[default]
     Running,
     Completed,
     Failed,
@@ -186,7 +198,7 @@ pub struct Step {
 }
 
 /// The outcome of a run; also the run's record inside its session.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunResult {
     pub run_id: String,
     pub session_id: String,

@@ -203,3 +203,25 @@ async fn a_request_built_from_json_runs_like_one_built_in_code() {
     let r = orch.run(req).await.unwrap();
     assert_eq!(r.output.as_deref(), Some(r#"["a(t)","b(t)"]"#));
 }
+
+#[tokio::test]
+async fn a_caller_chosen_run_id_is_used_once() {
+    let orch = Orchestrator::new();
+    orch.register(tagger("a"));
+    let req = RunRequest::new("sequential", "t")
+        .agents(["a"])
+        .session("s")
+        .run_id("run-42");
+    let r = orch.run(req.clone()).await.unwrap();
+    assert_eq!(r.run_id, "run-42");
+    let again = orch.run(req).await.unwrap();
+    assert_eq!(again.status, orchestra_core::RunStatus::Failed);
+    assert_eq!(again.error.unwrap().code, "invalid_request");
+    let s = orch.get_session("s").await.unwrap().unwrap();
+    assert_eq!(s.runs.len(), 1, "the first record is untouched");
+    assert_eq!(s.runs[0].status, orchestra_core::RunStatus::Completed);
+    let bad = RunRequest::new("sequential", "t")
+        .agents(["a"])
+        .run_id("has space");
+    assert_eq!(orch.run(bad).await.unwrap_err().code(), "invalid_request");
+}

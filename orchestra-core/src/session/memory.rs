@@ -175,7 +175,16 @@ impl SessionStore for MemoryStore {
         let mut session = Session::new(id);
         change(&mut session);
         session.version = 1;
-        entries.put(id.to_owned(), Entry { session, expires_at });
+        let evicted = entries.push(
+            id.to_owned(),
+            Entry {
+                session,
+                expires_at,
+            },
+        );
+        // Free the evicted session after releasing the lock.
+        drop(entries);
+        drop(evicted);
         Ok(1)
     }
 }
