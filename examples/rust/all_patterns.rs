@@ -95,7 +95,7 @@ async fn main() -> Result<(), orchestra_core::OrchestraError> {
         "writer_critic",
         Arc::new(FnManager::new(|chat: &ChatState| {
             Some(
-                if chat.round % 2 == 0 {
+                if chat.round.is_multiple_of(2) {
                     "writer"
                 } else {
                     "critic"
