@@ -113,6 +113,7 @@ class RunStream {
     this._at = 0
     this._done = false
     this._result = null
+    this._onDone = null
     /** The run's id. */
     this.runId = handle.runId
     /** The session the run writes to. */
@@ -132,6 +133,7 @@ class RunStream {
     }
     if (json === null) {
       this._done = true
+      if (this._onDone) this._onDone()
       return
     }
     this._buffer = JSON.parse(json)
@@ -393,9 +395,14 @@ class Orchestrator {
       throw fromNative(e)
     }
     const stream = new RunStream(handle)
-    if (opts.signal) {
-      if (opts.signal.aborted) stream.cancel()
-      else opts.signal.addEventListener('abort', () => stream.cancel(), { once: true })
+    const signal = opts.signal
+    if (signal) {
+      if (signal.aborted) stream.cancel()
+      else {
+        const onAbort = () => stream.cancel()
+        signal.addEventListener('abort', onAbort, { once: true })
+        stream._onDone = () => signal.removeEventListener('abort', onAbort)
+      }
     }
     return stream
   }

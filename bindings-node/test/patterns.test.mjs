@@ -8,6 +8,23 @@ test('the five patterns are listed', () => {
   assert.deepEqual(Orchestrator.patterns, PATTERNS)
 })
 
+test('agents are listed in registration order, replaced by name and removed', async () => {
+  const orch = withAgents()
+  assert.deepEqual(orch.agents(), [
+    { name: 'researcher', description: 'finds facts and sources' },
+    { name: 'writer', description: 'writes prose and articles' },
+    { name: 'critic', description: 'reviews drafts' },
+  ])
+  orch.addAgent('writer', () => 'new writer', { description: 'v2' })
+  assert.equal(orch.agents()[1].description, 'v2')
+  assert.equal((await orch.run('sequential', 'x', { agents: ['writer'] })).output, 'new writer')
+  assert.equal(orch.removeAgent('writer'), true)
+  assert.equal(orch.removeAgent('writer'), false)
+  await assert.rejects(orch.run('sequential', 'x', { agents: ['writer'] }), (e) => e.code === 'unknown_agent')
+  assert.throws(() => orch.addAgent('', () => 'x'), TypeError)
+  assert.throws(() => orch.addAgent('y', 'not a function'), TypeError)
+})
+
 test('sequential passes each output on, with sync and async agents', async () => {
   const orch = withAgents()
   const r = await orch.run('sequential', 'tides', { agents: ['researcher', 'writer'], options: { timeoutMs: 30000 } })
