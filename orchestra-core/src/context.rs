@@ -27,8 +27,8 @@ use crate::{
     event::{EventKind, EventSink},
     message::Message,
     pattern::{Pattern, dynamic::Planner, group_chat::GroupChatManager},
-    policy::Limits,
-    run::{Step, StepStatus},
+    policy::{AgentGuard, Limits, Resilience, RetryPolicy, RunOptions, Transition},
+    run::{PolicyDecision, Step, StepStatus},
     session::merge_patch,
 };
 
@@ -150,7 +150,9 @@ pub(crate) struct RunParams {
     pub state: Value,
     pub components: Arc<Components>,
     pub limits: Limits,
-    pub fallbacks: HashMap<String, Vec<String>>,
+    /// The request's common options (retry, fallbacks, per-agent overrides).
+    pub options: RunOptions,
+    pub resilience: Arc<Resilience>,
     pub cancel: CancellationToken,
     pub events: EventSink,
     pub deadline: Instant,
@@ -306,17 +308,13 @@ impl RunContext {
         let started_at = Utc::now();
         let clock = Instant::now();
         let first_name = first.name().to_owned();
-        let mut chain = self
-            .p
-            .fallbacks
-            .get(&first_name)
-            .cloned()
-            .unwrap_or_default()
-            .into_iter();
+        let mut chain = self.fallbacks(&first_name).into_iter();
         let mut agent = first;
         let mut attempts = 0u32;
+        let mut decisions = Vec::new();
         loop {
             let name: Arc<str> = agent.name().into();
+            let (retry_policy, timeout) = self.call_policy(&name);
             self.p.events.emit_with(|| EventKind::AgentStarted {
                 agent: name.to_string(),
                 step: index,
@@ -325,7 +323,10 @@ impl RunContext {
             let mut retry = 0u32;
             let err = loop {
                 attempts += 1;
-                match self.attempt(index, &agent, &name, &call).await {
+                match self
+                    .attempt(index, &agent, &name, &call, timeout, &mut decisions)
+                    .await
+                {
                     Ok(output) => {
                         let fallback_for = (*name != *first_name).then(|| first_name.clone());
                         return Ok(self.complete(
@@ -335,6 +336,7 @@ impl RunContext {
                             &call,
                             output,
                             attempts,
+                            decisions,
                             started_at,
                             clock,
                         ));
@@ -347,9 +349,15 @@ impl RunContext {
                     Err(AgentError::Timeout(_)) if Instant::now() >= self.p.deadline => {
                         return Err(OrchestraError::Timeout(self.p.limits.timeout));
                     }
-                    Err(e) if e.is_retryable() && retry < self.p.limits.retry.max_retries => {
+                    Err(e) if e.is_retryable() && retry < retry_policy.max_retries => {
                         retry += 1;
-                        let delay = self.p.limits.retry.backoff(retry, &e);
+                        let delay = retry_policy.backoff(retry, &e);
+                        decisions.push(PolicyDecision::Retry {
+                            agent: name.to_string(),
+                            attempt: attempts + 1,
+                            delay_ms: delay.as_millis() as u64,
+                            error: (&e).into(),
+                        });
                         self.emit(EventKind::AgentFailed {
                             agent: name.to_string(),
                             step: index,
@@ -384,6 +392,11 @@ impl RunContext {
             match next {
                 Some(fallback) => {
                     let to = self.agent(&fallback)?;
+                    decisions.push(PolicyDecision::Fallback {
+                        from: name.to_string(),
+                        to: fallback.clone(),
+                        reason: err.to_string(),
+                    });
                     self.emit(EventKind::Fallback {
                         from: name.to_string(),
                         to: fallback.clone(),
@@ -401,6 +414,7 @@ impl RunContext {
                         &call,
                         &err,
                         attempts,
+                        decisions,
                         started_at,
                         clock,
                     );
@@ -413,16 +427,142 @@ impl RunContext {
         }
     }
 
+    /// The agents to try after `agent`: the request's per-agent override,
+    /// the request's `fallbacks`, then the agent's own policy.
+    fn fallbacks(&self, agent: &str) -> Vec<String> {
+        let o = &self.p.options;
+        if let Some(f) = o
+            .agent_policies
+            .get(agent)
+            .and_then(|p| p.fallbacks.clone())
+        {
+            return f;
+        }
+        if let Some(f) = o.fallbacks.get(agent) {
+            return f.clone();
+        }
+        self.p
+            .resilience
+            .policy(agent)
+            .and_then(|p| p.fallbacks)
+            .unwrap_or_default()
+    }
+
+    /// The retry policy and per-call time limit of `agent`, most specific
+    /// first: the request's per-agent override, the request, the agent's
+    /// policy, the orchestrator's defaults.
+    fn call_policy(&self, agent: &str) -> (RetryPolicy, Option<Duration>) {
+        let o = &self.p.options;
+        let req = o.agent_policies.get(agent);
+        let own = self.p.resilience.policy(agent);
+        let retry = req
+            .and_then(|p| p.retry)
+            .or(o.retry)
+            .or_else(|| own.as_ref().and_then(|p| p.retry))
+            .unwrap_or(self.p.limits.retry);
+        let timeout = req
+            .and_then(|p| p.agent_timeout_ms)
+            .or(o.agent_timeout_ms)
+            .or_else(|| own.as_ref().and_then(|p| p.agent_timeout_ms))
+            .map(Duration::from_millis)
+            .or(self.p.limits.agent_timeout);
+        (retry, timeout)
+    }
+
+    /// Emits a breaker's change of state and records it in the step.
+    fn report(&self, index: u32, name: &str, t: Transition, decisions: &mut Vec<PolicyDecision>) {
+        let agent = name.to_owned();
+        let (event, decision) = match t {
+            Transition::Opened { failures, cooldown } => {
+                let cooldown_ms = cooldown.as_millis() as u64;
+                tracing::warn!(agent = %name, failures, cooldown_ms, "circuit opened");
+                (
+                    EventKind::CircuitOpened {
+                        agent: agent.clone(),
+                        step: index,
+                        failures,
+                        cooldown_ms,
+                    },
+                    PolicyDecision::CircuitOpened {
+                        agent,
+                        failures,
+                        cooldown_ms,
+                    },
+                )
+            }
+            Transition::HalfOpen => {
+                tracing::info!(agent = %name, "circuit half-open: probing");
+                (
+                    EventKind::CircuitHalfOpen {
+                        agent: agent.clone(),
+                        step: index,
+                    },
+                    PolicyDecision::CircuitHalfOpen { agent },
+                )
+            }
+            Transition::Closed => {
+                tracing::info!(agent = %name, "circuit closed");
+                (
+                    EventKind::CircuitClosed {
+                        agent: agent.clone(),
+                        step: index,
+                    },
+                    PolicyDecision::CircuitClosed { agent },
+                )
+            }
+        };
+        self.emit(event);
+        decisions.push(decision);
+    }
+
     async fn attempt(
         &self,
         index: u32,
         agent: &AgentRef,
         name: &Arc<str>,
         call: &Call,
+        timeout: Option<Duration>,
+        decisions: &mut Vec<PolicyDecision>,
     ) -> Result<AgentOutput, AgentError> {
-        let deadline = match self.p.limits.agent_timeout {
+        let deadline = match timeout {
             Some(t) => self.p.deadline.min(Instant::now() + t),
             None => self.p.deadline,
+        };
+        let timed_out = || AgentError::Timeout(timeout.unwrap_or(self.p.limits.timeout));
+        let guard = self.p.resilience.guard(name, &self.p.limits);
+        // Bulkhead: wait for a slot, within this call's deadline.
+        let _slot = match &guard.bulkhead {
+            Some((slots, _)) => tokio::select! {
+                r = tokio::time::timeout_at(deadline, slots.clone().acquire_owned()) => match r {
+                    Ok(Ok(permit)) => Some(permit),
+                    // The semaphore is never closed; go on without a slot if it were.
+                    Ok(Err(_)) => None,
+                    Err(_) => return Err(timed_out()),
+                },
+                () = self.p.cancel.cancelled() => return Err(AgentError::Cancelled),
+            },
+            None => None,
+        };
+        let mut verdict = match guard.breaker.acquire() {
+            Ok((probe, transition)) => {
+                if let Some(t) = transition {
+                    self.report(index, name, t, decisions);
+                }
+                Verdict {
+                    guard: guard.clone(),
+                    probe,
+                    done: false,
+                }
+            }
+            Err(rejected) => {
+                decisions.push(PolicyDecision::CircuitRejected {
+                    agent: name.to_string(),
+                    retry_in_ms: rejected.retry_in.as_millis() as u64,
+                });
+                return Err(AgentError::CircuitOpen {
+                    retry_in: rejected.retry_in,
+                });
+            }
         };
         let cancel = self.p.cancel.child_token();
         let ctx = AgentContext::new(
@@ -459,14 +599,22 @@ impl RunContext {
         let result = tokio::select! {
             r = tokio::time::timeout_at(deadline, fut) => match r {
                 Ok(r) => r,
-                Err(_) => Err(AgentError::Timeout(
-                    self.p.limits.agent_timeout.unwrap_or(self.p.limits.timeout),
-                )),
+                Err(_) => Err(timed_out()),
             },
             () = self.p.cancel.cancelled() => Err(AgentError::Cancelled),
         };
         // Tell the agent's own background work (if any) to stop.
         cancel.cancel();
+        let outcome = match &result {
+            Ok(_) => Some(true),
+            Err(AgentError::Cancelled) => None,
+            // The run ran out of time: that says nothing about the agent.
+            Err(AgentError::Timeout(_)) if Instant::now() >= self.p.deadline => None,
+            Err(e) => Some(!e.counts_against_agent()),
+        };
+        if let Some(t) = verdict.give(outcome) {
+            self.report(index, name, t, decisions);
+        }
         result
     }
 
@@ -479,6 +627,7 @@ impl RunContext {
         call: &Call,
         output: AgentOutput,
         attempts: u32,
+        policy: Vec<PolicyDecision>,
         started_at: chrono::DateTime<Utc>,
         clock: Instant,
     ) -> StepOutcome {
@@ -504,6 +653,7 @@ impl RunContext {
                 attempts,
                 started_at,
                 duration_ms,
+                policy,
             });
         }
         self.p.events.emit_with(|| EventKind::AgentCompleted {
@@ -530,6 +680,7 @@ impl RunContext {
         call: &Call,
         err: &AgentError,
         attempts: u32,
+        policy: Vec<PolicyDecision>,
         started_at: chrono::DateTime<Utc>,
         clock: Instant,
     ) {
@@ -547,11 +698,36 @@ impl RunContext {
             attempts,
             started_at,
             duration_ms: clock.elapsed().as_millis() as u64,
+            policy,
         });
     }
 
     /// Time left in the run.
     pub fn remaining(&self) -> Duration {
         self.p.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// A call let through by a breaker; tells the breaker how it ended, even when
+/// the call's future is dropped halfway (then with no verdict, which frees a
+/// half-open probe slot).
+struct Verdict {
+    guard: Arc<AgentGuard>,
+    probe: bool,
+    done: bool,
+}
+
+impl Verdict {
+    fn give(&mut self, outcome: Option<bool>) -> Option<Transition> {
+        self.done = true;
+        self.guard.breaker.record(self.probe, outcome)
+    }
+}
+
+impl Drop for Verdict {
+    fn drop(&mut self) {
+        if !self.done {
+            self.guard.breaker.record(self.probe, None);
+        }
     }
 }

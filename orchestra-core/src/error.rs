@@ -43,6 +43,10 @@ pub enum AgentError {
     /// The agent's service answered with an HTTP error status.
     #[error("agent service answered HTTP {status}: {message}")]
     Http { status: u16, message: String },
+    /// The agent's circuit breaker is open: the call was refused without
+    /// reaching the agent (a fallback, if any, is tried next).
+    #[error("circuit open for this agent; next probe in {retry_in:?}")]
+    CircuitOpen { retry_in: Duration },
 }
 
 impl AgentError {
@@ -69,7 +73,18 @@ impl AgentError {
             Self::Failed { retryable, .. } => *retryable,
             Self::RateLimited { .. } | Self::Timeout(_) | Self::Transport(_) => true,
             Self::Http { status, .. } => *status >= 500 || *status == 429 || *status == 408,
-            Self::Cancelled | Self::InvalidOutput(_) => false,
+            Self::Cancelled | Self::InvalidOutput(_) | Self::CircuitOpen { .. } => false,
+        }
+    }
+
+    /// Whether this failure says the agent is unwell, and so counts towards
+    /// opening its circuit breaker: retryable errors and invalid output, not
+    /// cancellations, refusals by an open breaker, or 4xx answers.
+    pub fn counts_against_agent(&self) -> bool {
+        match self {
+            Self::InvalidOutput(_) => true,
+            Self::Cancelled | Self::CircuitOpen { .. } => false,
+            e => e.is_retryable(),
         }
     }
 
@@ -83,6 +98,7 @@ impl AgentError {
             Self::InvalidOutput(_) => "invalid_agent_output",
             Self::Transport(_) => "agent_unreachable",
             Self::Http { .. } => "agent_http_error",
+            Self::CircuitOpen { .. } => "circuit_open",
         }
     }
 }

@@ -124,6 +124,25 @@ pub enum EventKind {
         to: String,
         reason: String,
     },
+    /// An agent's circuit breaker opened: its calls fail fast with
+    /// `circuit_open` for `cooldown_ms`.
+    CircuitOpened {
+        agent: String,
+        step: u32,
+        /// Failures counted in the window when it opened.
+        failures: u32,
+        cooldown_ms: u64,
+    },
+    /// The cool-down passed: this step's call is the probe.
+    CircuitHalfOpen {
+        agent: String,
+        step: u32,
+    },
+    /// The probe succeeded: calls go through again.
+    CircuitClosed {
+        agent: String,
+        step: u32,
+    },
     Handoff {
         from: String,
         to: String,
@@ -167,6 +186,9 @@ impl EventKind {
             Self::ToolCompleted { .. } => "tool_completed",
             Self::Retry { .. } => "retry",
             Self::Fallback { .. } => "fallback",
+            Self::CircuitOpened { .. } => "circuit_opened",
+            Self::CircuitHalfOpen { .. } => "circuit_half_open",
+            Self::CircuitClosed { .. } => "circuit_closed",
             Self::Handoff { .. } => "handoff",
             Self::SpeakerSelected { .. } => "speaker_selected",
             Self::PlanCreated { .. } => "plan_created",

@@ -11,7 +11,7 @@
 //! - [`orchestrator`]: [`Orchestrator`], the facade: registry, store, `run`, `stream`.
 //! - [`event`]: [`OrchestrationEvent`], the stream of every step.
 //! - [`session`]: [`SessionStore`], [`MemoryStore`], optimistic versioning.
-//! - [`policy`]: limits, retries, fallbacks.
+//! - [`policy`]: limits, retries, fallbacks, circuit breakers, bulkheads.
 //! - [`error`]: one error enum per layer, each with stable codes.
 //! - `llm` (feature `http-agents`): the `ChatModel` trait, `LlmAgent`, `LlmManager`, `LlmPlanner`.
 //!
@@ -71,8 +71,11 @@ pub use event::{EVENT_SCHEMA_VERSION, EventKind, EventSink, OrchestrationEvent};
 pub use message::{Message, Role};
 pub use orchestrator::{Orchestrator, OrchestratorBuilder, RunStream};
 pub use pattern::{Pattern, PatternInfo, PatternOutput};
-pub use policy::{Limits, RetryPolicy, RunOptions};
-pub use run::{RunRequest, RunResult, RunStatus, Step, StepStatus};
+pub use policy::{
+    AgentPolicy, CallPolicy, CircuitBreakerPolicy, CircuitState, CircuitStatus, Limits,
+    RetryPolicy, RunOptions,
+};
+pub use run::{PolicyDecision, RunRequest, RunResult, RunStatus, Step, StepStatus};
 pub use session::{MemoryStore, Session, SessionStore};
 #[cfg(feature = "redis")]
 pub use session::{RedisStore, RedisStoreConfig};

@@ -35,7 +35,7 @@ use crate::{
     event::{EventKind, EventSink, OrchestrationEvent},
     message::Message,
     pattern::{self, GroupChatManager, Pattern, PatternOutput, Planner},
-    policy::Limits,
+    policy::{AgentPolicy, CircuitStatus, Limits, Resilience, RunOptions},
     run::{RunRequest, RunResult, RunStatus},
     session::{
         MemoryStore, Page, Session, SessionStore, SessionSummary, merge_patch, validate_session_id,
@@ -52,6 +52,7 @@ struct Inner {
     components: RwLock<Arc<Components>>,
     store: Arc<dyn SessionStore>,
     limits: Limits,
+    resilience: Arc<Resilience>,
     active: Mutex<HashMap<String, CancellationToken>>,
 }
 
@@ -67,6 +68,7 @@ pub struct OrchestratorBuilder {
     store: Option<Arc<dyn SessionStore>>,
     limits: Limits,
     components: Components,
+    policies: Vec<(String, AgentPolicy)>,
 }
 
 impl OrchestratorBuilder {
@@ -90,12 +92,24 @@ impl OrchestratorBuilder {
         self
     }
 
+    /// One agent's policy (see [`Orchestrator::set_agent_policy`]).
+    #[must_use]
+    pub fn agent_policy(mut self, agent: impl Into<String>, policy: AgentPolicy) -> Self {
+        self.policies.push((agent.into(), policy));
+        self
+    }
+
     pub fn build(self) -> Orchestrator {
+        let resilience = Arc::new(Resilience::default());
+        for (agent, policy) in self.policies {
+            resilience.set_policy(&agent, policy);
+        }
         Orchestrator {
             inner: Arc::new(Inner {
                 components: RwLock::new(Arc::new(self.components)),
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
                 limits: self.limits,
+                resilience,
                 active: Mutex::new(HashMap::new()),
             }),
         }
@@ -107,7 +121,7 @@ struct Prepared {
     components: Arc<Components>,
     agents: Vec<AgentRef>,
     limits: Limits,
-    fallbacks: HashMap<String, Vec<String>>,
+    options: RunOptions,
     run_id: String,
     session_id: String,
     request: RunRequest,
@@ -191,6 +205,32 @@ impl Orchestrator {
 
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// Sets one agent's policy: retries, per-call time limit, fallbacks,
+    /// circuit breaker and concurrency limit. Fields left `None` use the
+    /// orchestrator's [`Limits`]; a request's options still win for retries,
+    /// time limits and fallbacks. The agent's breaker and bulkhead start
+    /// afresh. The agent need not be registered yet.
+    pub fn set_agent_policy(&self, agent: &str, policy: AgentPolicy) {
+        self.inner.resilience.set_policy(agent, policy);
+    }
+
+    /// The policy set for `agent`, if any.
+    pub fn agent_policy(&self, agent: &str) -> Option<AgentPolicy> {
+        self.inner.resilience.policy(agent)
+    }
+
+    /// Removes an agent's own policy (it falls back to the defaults).
+    pub fn remove_agent_policy(&self, agent: &str) -> Option<AgentPolicy> {
+        self.inner.resilience.remove_policy(agent)
+    }
+
+    /// The circuit breaker and bulkhead state of every registered agent, in
+    /// registration order.
+    pub fn circuit_states(&self) -> Vec<CircuitStatus> {
+        let names = self.components().order.clone();
+        self.inner.resilience.statuses(&self.inner.limits, &names)
     }
 
     /// Runs a request to the end.
@@ -343,6 +383,12 @@ impl Orchestrator {
                 components.agent(name)?;
             }
         }
+        for (name, policy) in &run_options.agent_policies {
+            components.agent(name)?;
+            for fallback in policy.fallbacks.iter().flatten() {
+                components.agent(fallback)?;
+            }
+        }
         let scope = Scope {
             task: request.task.clone(),
             agents: agents.clone(),
@@ -354,7 +400,7 @@ impl Orchestrator {
             components,
             agents,
             limits,
-            fallbacks: run_options.fallbacks,
+            options: run_options,
             run_id: request
                 .run_id
                 .clone()
@@ -461,7 +507,8 @@ impl Orchestrator {
             state,
             components: p.components.clone(),
             limits: p.limits.clone(),
-            fallbacks: p.fallbacks,
+            options: p.options,
+            resilience: self.inner.resilience.clone(),
             cancel: run_token.clone(),
             events: sink.clone(),
             deadline,

@@ -195,6 +195,45 @@ pub struct Step {
     pub attempts: u32,
     pub started_at: DateTime<Utc>,
     pub duration_ms: u64,
+    /// Retries, fallbacks and circuit breaker decisions taken in this step, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy: Vec<PolicyDecision>,
+}
+
+/// A decision a policy took during a step; the same facts as the
+/// `retry`, `fallback` and `circuit_*` events, kept in the run record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PolicyDecision {
+    /// Attempt `attempt` follows after `delay_ms`.
+    Retry {
+        agent: String,
+        attempt: u32,
+        delay_ms: u64,
+        error: ErrorInfo,
+    },
+    Fallback {
+        from: String,
+        to: String,
+        reason: String,
+    },
+    CircuitOpened {
+        agent: String,
+        failures: u32,
+        cooldown_ms: u64,
+    },
+    CircuitHalfOpen {
+        agent: String,
+    },
+    CircuitClosed {
+        agent: String,
+    },
+    /// The call was refused by an open breaker without reaching the agent.
+    CircuitRejected {
+        agent: String,
+        retry_in_ms: u64,
+    },
 }
 
 /// The outcome of a run; also the run's record inside its session.
