@@ -14,7 +14,8 @@ use std::{
 use async_trait::async_trait;
 use futures::StreamExt;
 use orchestra_core::{
-    OrchestraError, Orchestrator, Pattern, PatternOutput, RunRequest, RunStream,
+    OrchestraError, Orchestrator, Pattern, PatternOutput, RunRequest, RunResult, RunStatus,
+    RunStream,
     context::{Components, RunContext, Scope},
     pattern,
     session::Page,
@@ -261,6 +262,18 @@ impl PyOrchestrator {
         request.session_id = session_id;
         request.metadata = metadata;
         let wrapped = OnCallerLoop::new(pattern, &request.options, locals).into_py_result()?;
+        if !events {
+            // Without events the run executes inline on a task of ours, and
+            // is cancelled through its (chosen) run id.
+            self.inner.validate(&request).into_py_result()?;
+            let request = request.run_id(uuid::Uuid::now_v7().to_string());
+            return Ok(RunHandle::spawn_inline(
+                self.inner.clone(),
+                Arc::new(wrapped),
+                request,
+                Arc::clone(&self.runs),
+            ));
+        }
         let stream = {
             let _runtime = pyo3_async_runtimes::tokio::get_runtime().enter();
             self.inner
@@ -353,6 +366,61 @@ pub(crate) struct RunHandle {
 }
 
 impl RunHandle {
+    fn spawn_inline(
+        orch: Orchestrator,
+        pattern: Arc<dyn Pattern>,
+        request: RunRequest,
+        runs: Runs,
+    ) -> Self {
+        let run_id = request.run_id.clone().unwrap_or_default();
+        let session_id = request
+            .session_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let request = request.session(session_id.clone());
+        let (outcome_tx, outcome) = watch::channel(None);
+        lock(&runs).insert(run_id.clone(), outcome.clone());
+        let cancel = CancellationToken::new();
+        let token = cancel.clone();
+        let id = run_id.clone();
+        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            let run = orch.run_pattern(pattern, request);
+            tokio::pin!(run);
+            let result = tokio::select! {
+                biased;
+                r = &mut run => r,
+                () = token.cancelled() => {
+                    // The run is registered once polled (above): cancel it by
+                    // id and let it finish, so it is recorded as cancelled.
+                    orch.cancel(&id);
+                    run.await
+                }
+            };
+            let json = match result {
+                Ok(r) => serde_json::to_string(&r).ok().map(Arc::from),
+                Err(e) => {
+                    let failed = RunResult {
+                        run_id: id.clone(),
+                        status: RunStatus::Failed,
+                        error: Some(e.info()),
+                        ..RunResult::default()
+                    };
+                    serde_json::to_string(&failed).ok().map(Arc::from)
+                }
+            };
+            let _ = outcome_tx.send(Some(json));
+            lock(&runs).remove(&id);
+        });
+        Self {
+            run_id,
+            session_id,
+            events: None,
+            outcome,
+            _guard: cancel.clone().drop_guard(),
+            cancel,
+        }
+    }
+
     fn spawn(mut stream: RunStream, forward: bool, runs: Runs) -> Self {
         let run_id = stream.run_id().to_owned();
         let session_id = stream.session_id().to_owned();
