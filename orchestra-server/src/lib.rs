@@ -98,6 +98,9 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_api_key,
         ))
+        // The web console, merged after the key check: the page holds no
+        // secrets, and its API calls carry the key the user enters.
+        .merge(routes::ui::router())
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
         .layer(middleware::from_fn(metrics::http_metrics))
         .layer(

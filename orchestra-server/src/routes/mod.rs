@@ -7,3 +7,4 @@ pub mod openapi;
 pub mod orchestrate;
 pub mod patterns;
 pub mod sessions;
+pub mod ui;
