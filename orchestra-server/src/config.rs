@@ -82,6 +82,8 @@ pub struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub demo_agents: Option<bool>,
     pub agents: Vec<AgentConfig>,
+    /// Agent call policies: retries, circuit breakers, concurrency limits.
+    pub policy: crate::policy::PolicyConfig,
 }
 
 impl Default for Config {
@@ -105,6 +107,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             demo_agents: None,
             agents: Vec::new(),
+            policy: crate::policy::PolicyConfig::default(),
         }
     }
 }
@@ -163,6 +166,9 @@ pub struct AgentConfig {
     /// When true, `/health` answers 503 while this agent's health probe fails.
     #[serde(default)]
     pub critical: bool,
+    /// This agent's retries, time limit, fallbacks, circuit breaker and concurrency limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<orchestra_core::AgentPolicy>,
 }
 
 /// Values given on the command line; `None` leaves the lower layers alone.

@@ -195,6 +195,10 @@ pub struct AgentListing {
     pub health_error: Option<String>,
     /// Whether `/health` depends on this agent.
     pub critical: bool,
+    /// Its circuit breaker (and concurrency limit, when one is set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub circuit: Option<orchestra_core::CircuitStatus>,
 }
 
 /// The descriptors of the registered agents, for listings and probes.
@@ -286,6 +290,7 @@ mod tests {
             headers: Default::default(),
             health_url: None,
             critical: false,
+            policy: None,
         });
         let e = build_agent(&d, &client).err().unwrap();
         assert!(e.to_string().contains("needs a url"), "{e}");

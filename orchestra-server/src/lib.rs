@@ -31,6 +31,7 @@ pub mod demo;
 pub mod discovery;
 pub mod error;
 pub mod metrics;
+pub mod policy;
 pub mod routes;
 pub mod state;
 pub mod telemetry;

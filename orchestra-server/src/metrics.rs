@@ -8,6 +8,8 @@
 //! | `orchestra_run_duration_seconds` | histogram | pattern, status |
 //! | `orchestra_agent_call_duration_seconds` | histogram | agent |
 //! | `orchestra_agent_errors_total` | counter | agent, code |
+//! | `orchestra_policy_decisions_total` | counter | agent, kind (retry, fallback, circuit_*) |
+//! | `orchestra_circuit_state` | gauge (0 closed, 1 open, 2 half-open) | agent |
 //! | `orchestra_active_runs` | gauge | |
 //! | `orchestra_active_streams` | gauge | |
 //! | `orchestra_store_operation_duration_seconds` | histogram | store, op, outcome |
@@ -52,6 +54,7 @@ pub fn prometheus() -> PrometheusHandle {
             match builder().install_recorder() {
                 Ok(handle) => {
                     describe();
+                    crate::policy::describe();
                     handle
                 }
                 Err(e) => {
@@ -114,6 +117,18 @@ pub fn observe(event: &OrchestrationEvent) {
                 "orchestra_agent_errors_total",
                 "agent" => agent.clone(),
                 "code" => error.code.clone()
+            )
+            .increment(1);
+        }
+        EventKind::Retry { agent, .. }
+        | EventKind::Fallback { from: agent, .. }
+        | EventKind::CircuitOpened { agent, .. }
+        | EventKind::CircuitHalfOpen { agent, .. }
+        | EventKind::CircuitClosed { agent, .. } => {
+            metrics::counter!(
+                "orchestra_policy_decisions_total",
+                "agent" => agent.clone(),
+                "kind" => event.type_name()
             )
             .increment(1);
         }

@@ -94,6 +94,7 @@ impl AppState {
             max_iterations: config.max_iterations,
             ..Limits::default()
         };
+        let limits = crate::policy::limits(&config.policy, limits);
         let orch = Orchestrator::builder().store(store).limits(limits).build();
         Self::with_orchestrator(config, orch, discovery).await
     }
@@ -118,6 +119,7 @@ impl AppState {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| StartupError::HttpClient(e.to_string()))?;
+        crate::policy::apply(&config, &orch);
         let registry = AgentRegistry::default();
         sync_agents(discovery.as_ref(), &orch, &registry, &http).await?;
         Ok(Self(Arc::new(Inner {

@@ -36,10 +36,17 @@ pub async fn listings(state: &AppState) -> Vec<AgentListing> {
     let descriptors = state.registry.descriptors();
     let probes = descriptors.iter().map(|d| probe(d, &state.http));
     let results = futures::future::join_all(probes).await;
+    let mut circuits: std::collections::HashMap<String, _> = state
+        .orch
+        .circuit_states()
+        .into_iter()
+        .map(|s| (s.agent.clone(), s))
+        .collect();
     descriptors
         .into_iter()
         .zip(results)
         .map(|(d, (health, health_error))| AgentListing {
+            circuit: circuits.remove(&d.name),
             name: d.name,
             kind: d.kind,
             description: d.description,

@@ -12,6 +12,7 @@ use crate::state::AppState;
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
 )]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    crate::policy::record_circuit_metrics(&state.orch);
     (
         [(
             header::CONTENT_TYPE,
