@@ -51,15 +51,15 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route(UI_PATH, page())
         .route("/ui/", page())
-        .route(
-        "/ui/{*path}",
-        get(|Path(path): Path<String>, headers: HeaderMap| async move { serve(&path, &headers) })
-            .fallback(method_not_allowed),
-    )
+        .route("/ui/{*path}", get(file).fallback(method_not_allowed))
 }
 
 fn page<S: Clone + Send + Sync + 'static>() -> MethodRouter<S> {
     get(|headers: HeaderMap| async move { serve("", &headers) }).fallback(method_not_allowed)
+}
+
+async fn file(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    serve(&path, &headers)
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -22,7 +22,7 @@ function KeyBar({ onChange }: { onChange: () => void }) {
     onChange();
   };
   return (
-    <form class="keybar" onSubmit={save} aria-label="API key">
+    <form class="keybar" onSubmit={save} aria-label="API key settings">
       <label for="api-key">API key</label>
       <input
         id="api-key"

@@ -14,7 +14,7 @@ import { LiveRun } from './RunView';
 type Availability = 'checking' | 'available' | 'unavailable' | 'unauthorized';
 
 /** Statuses of runs that are not finished. */
-const OPEN_STATUSES = new Set(['queued', 'pending', 'running', 'waiting_for_input']);
+const OPEN_STATUSES = new Set(['queued', 'pending', 'running', 'retrying', 'waiting_for_input']);
 
 interface RunRecord {
   run_id: string;
@@ -38,13 +38,23 @@ function pendingInput(run: RunRecord): InputRequest | undefined {
   return undefined;
 }
 
-/** A route that does not exist answers 404 with the generic `not_found` code. */
-function routeMissing(e: unknown): boolean {
-  return e instanceof ApiError && ((e.status === 404 && e.code === 'not_found') || e.status === 405);
+/**
+ * Why this server cannot show runs, or undefined when it can: a route that
+ * does not exist answers 404 with the router's generic `not_found` code; a
+ * server on the memory store answers 409 `redis_required`.
+ */
+function unavailableBecause(e: unknown): string | undefined {
+  if (!(e instanceof ApiError)) return undefined;
+  if ((e.status === 404 && e.code === 'not_found') || e.status === 405)
+    return `It has no GET /runs/{run_id} endpoint (it answered ${e.status} ${e.code}).`;
+  if (e.code === 'redis_required')
+    return `It keeps its state in memory, and queued runs need the Redis store (it answered ${e.status} ${e.code}: ${e.message}).`;
+  return undefined;
 }
 
 export function RunsView({ id, keyVersion }: { id?: string; keyVersion: number }) {
   const [availability, setAvailability] = useState<Availability>('checking');
+  const [why, setWhy] = useState<string>();
   const [open, setOpen] = useState<{ run: RunResult; session: string }[]>();
   const [lookup, setLookup] = useState(id ?? '');
 
@@ -55,8 +65,10 @@ export function RunsView({ id, keyVersion }: { id?: string; keyVersion: number }
     api.get('/runs/00000000-0000-0000-0000-000000000000').then(
       () => setAvailability('available'),
       (e) => {
+        const reason = unavailableBecause(e);
+        setWhy(reason);
         if (e instanceof ApiError && e.unauthorized) setAvailability('unauthorized');
-        else setAvailability(routeMissing(e) ? 'unavailable' : 'available');
+        else setAvailability(reason ? 'unavailable' : 'available');
       },
     );
   }, [keyVersion]);
@@ -86,9 +98,9 @@ export function RunsView({ id, keyVersion }: { id?: string; keyVersion: number }
     return (
       <Panel title="Runs" class="runs-unavailable">
         <p>
-          <strong>Runs are not available on this server.</strong> It has no <code>GET /runs/{'{run_id}'}</code> endpoint
-          (it answered <code>404 not_found</code>), so there are no queued or waiting runs to show or answer here.
+          <strong>Runs are not available on this server.</strong> {why}
         </p>
+        <p>There are no queued or waiting runs to show or answer here.</p>
         <p class="muted">
           Queued runs and runs waiting for input come with the run queue and durable runs. Runs started from the Run view
           are streamed there and recorded in their <a {...link(href('sessions'))}>sessions</a>.
