@@ -23,7 +23,9 @@ use figment::{
     Figment,
     providers::{Env, Format, Serialized, Toml},
 };
+use orchestra_core::agents::openai::OpenAiConfig;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -49,11 +51,18 @@ pub enum LogFormat {
 pub struct Config {
     /// Address and port to listen on.
     pub bind: SocketAddr,
-    /// Session store: "memory" (default). Other stores are added by their features.
+    /// Session store: "memory" (default), a Redis URL (`redis://host:6379/0`,
+    /// `rediss://…`, `redis+unix://…`), or "redis" with the URL in `redis_url`.
     pub store: String,
-    /// Redis URL, for `store = "redis"`.
+    /// Redis URL, for `store = "redis"`; `env:NAME` reads it from the environment.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_url: Option<String>,
+    /// Redis key prefix and timeouts (Redis store only).
+    pub redis: RedisConfig,
+    /// The run queue (`"mode": "async"` runs; Redis store only).
+    pub queue: QueueConfig,
+    /// Agent registration in Redis and how often agents are re-discovered.
+    pub discovery: DiscoveryConfig,
     /// Idle time after which a session expires.
     pub session_ttl_secs: u64,
     /// Most sessions kept by the memory store (least recently used go first).
@@ -84,6 +93,10 @@ pub struct Config {
     pub agents: Vec<AgentConfig>,
     /// Agent call policies: retries, circuit breakers, concurrency limits.
     pub policy: crate::policy::PolicyConfig,
+    /// Group chat managers selectable by name (`options.manager`).
+    pub managers: Vec<ManagerConfig>,
+    /// Dynamic-pattern planners selectable by name (`options.planner`).
+    pub planners: Vec<PlannerConfig>,
 }
 
 impl Default for Config {
@@ -92,6 +105,9 @@ impl Default for Config {
             bind: SocketAddr::from(([0, 0, 0, 0], 8001)),
             store: "memory".into(),
             redis_url: None,
+            redis: RedisConfig::default(),
+            queue: QueueConfig::default(),
+            discovery: DiscoveryConfig::default(),
             session_ttl_secs: 24 * 3600,
             max_sessions: 10_000,
             default_timeout_ms: 300_000,
@@ -108,8 +124,131 @@ impl Default for Config {
             demo_agents: None,
             agents: Vec::new(),
             policy: crate::policy::PolicyConfig::default(),
+            managers: Vec::new(),
+            planners: Vec::new(),
         }
     }
+}
+
+/// `[redis]`: how the Redis store connects and names its keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Prepended to every key; instances sharing a prefix act as one service.
+    pub prefix: String,
+    /// Limit on opening a connection to Redis.
+    pub connect_timeout_ms: u64,
+    /// Limit on one Redis reply; calls fail with `store_unavailable` after
+    /// about `connect_timeout_ms + response_timeout_ms` while Redis is down.
+    pub response_timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            prefix: "orchestra".into(),
+            connect_timeout_ms: 1000,
+            response_timeout_ms: 2000,
+        }
+    }
+}
+
+/// `[queue]`: the run queue on Redis Streams.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Queue workers in this instance, each running one queued run at a
+    /// time; 0 = API only (this instance queues runs but executes none).
+    pub workers: usize,
+    /// A run whose worker has not reported for this long is taken over by
+    /// another worker; also the delay before a failed attempt is retried.
+    pub claim_idle_ms: u64,
+    /// Deliveries after which a failing run is moved to the dead-letter stream.
+    pub max_deliveries: u32,
+    /// How long run status, results and events are kept.
+    pub result_ttl_secs: u64,
+    /// The consumer group shared by the workers of every instance.
+    pub group: String,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            claim_idle_ms: 30_000,
+            max_deliveries: 5,
+            result_ttl_secs: 24 * 3600,
+            group: "workers".into(),
+        }
+    }
+}
+
+/// `[discovery]`: agents registered in Redis next to the configured ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// Read registrations from Redis (Redis store only).
+    pub redis: bool,
+    /// How often the agent set is refreshed from the registry.
+    pub refresh_ms: u64,
+    /// Heartbeat TTL of `POST /agents/register` when the body sets no `ttl_s`.
+    pub default_ttl_secs: u64,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            redis: true,
+            refresh_ms: 5000,
+            default_ttl_secs: 15,
+        }
+    }
+}
+
+/// One `[[managers]]` entry: an LLM group chat manager on an
+/// OpenAI-compatible endpoint, selected with `options.manager = NAME`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagerConfig {
+    pub name: String,
+    /// "llm" (the only kind today).
+    #[serde(default = "llm_kind")]
+    pub kind: String,
+    /// Extra instructions for the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// Whether the model may end the chat (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_termination: Option<bool>,
+    /// The chat-completions endpoint (`base_url`, `model`, `api_key_env`, …).
+    pub model: OpenAiConfig,
+}
+
+/// One `[[planners]]` entry: an LLM planner for the dynamic pattern,
+/// selected with `options.planner = NAME`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlannerConfig {
+    pub name: String,
+    /// "llm" (the only kind today).
+    #[serde(default = "llm_kind")]
+    pub kind: String,
+    /// Corrections asked of the model before falling back to the heuristic planner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    pub model: OpenAiConfig,
+}
+
+fn llm_kind() -> String {
+    "llm".into()
+}
+
+/// Where sessions live, as the `store` setting says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    Memory,
+    /// A Redis URL (secrets resolved).
+    Redis(String),
 }
 
 /// Cross-origin access for browser clients.
@@ -143,11 +282,19 @@ pub struct AuthConfig {
 }
 
 /// One `[[agents]]` entry.
+///
+/// Kinds: "http" (a generic agent service), "openai" (an LLM on an
+/// OpenAI-compatible endpoint: `base_url`, `model`, `api_key_env`,
+/// `system_prompt`, `temperature`, … as in
+/// [`OpenAiAgentConfig`](orchestra_core::agents::openai::OpenAiAgentConfig)),
+/// "a2a" (an A2A peer: `card_url` or `url`, `protocol`, `stream`,
+/// `bearer_token_env`, … as in
+/// [`A2aAgentConfig`](orchestra_core::agents::a2a::A2aAgentConfig)) and
+/// "demo" (a built-in demo agent by name).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     pub name: String,
-    /// "http" (a generic agent service) or "demo" (a built-in demo agent by name).
+    /// "http", "openai", "a2a" or "demo".
     pub kind: String,
     #[serde(default)]
     pub description: String,
@@ -169,6 +316,10 @@ pub struct AgentConfig {
     /// This agent's retries, time limit, fallbacks, circuit breaker and concurrency limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<orchestra_core::AgentPolicy>,
+    /// The keys of kinds "openai" and "a2a" (checked against the kind's
+    /// configuration; other kinds accept none).
+    #[serde(flatten, default, skip_serializing_if = "Map::is_empty")]
+    pub settings: Map<String, Value>,
 }
 
 /// Values given on the command line; `None` leaves the lower layers alone.
@@ -230,6 +381,42 @@ impl Config {
                     a.name
                 )));
             }
+            crate::discovery::AgentDescriptor::from_config(a)
+                .check_settings()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        let mut roles = std::collections::HashSet::new();
+        let kinds = self
+            .managers
+            .iter()
+            .map(|m| ("manager", m.name.as_str(), m.kind.as_str()))
+            .chain(
+                self.planners
+                    .iter()
+                    .map(|p| ("planner", p.name.as_str(), p.kind.as_str())),
+            );
+        for (role, name, kind) in kinds {
+            if name.trim().is_empty() || matches!(name, "round_robin" | "heuristic") {
+                return Err(ConfigError::Invalid(format!(
+                    "{role} name '{name}' is empty or reserved"
+                )));
+            }
+            if !roles.insert((role, name)) {
+                return Err(ConfigError::Invalid(format!(
+                    "{role} '{name}' is configured twice"
+                )));
+            }
+            if kind != "llm" {
+                return Err(ConfigError::Invalid(format!(
+                    "{role} '{name}': unknown kind '{kind}' (expected \"llm\")"
+                )));
+            }
+        }
+        self.store_kind()?;
+        if self.discovery.refresh_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "discovery.refresh_ms must be positive".into(),
+            ));
         }
         if self.body_limit_bytes == 0 {
             return Err(ConfigError::Invalid(
@@ -237,6 +424,37 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The session store named by `store` (and `redis_url`).
+    pub fn store_kind(&self) -> Result<StoreKind, ConfigError> {
+        let store = self.store.trim();
+        let is_url = |s: &str| {
+            ["redis://", "rediss://", "redis+unix://", "unix://"]
+                .iter()
+                .any(|p| s.starts_with(p))
+        };
+        match store {
+            "memory" => Ok(StoreKind::Memory),
+            "redis" => {
+                let url = self.redis_url.as_deref().ok_or_else(|| {
+                    ConfigError::Invalid(
+                        "store = \"redis\" needs redis_url (or put the URL in store)".into(),
+                    )
+                })?;
+                let url = resolve_secret(url)?;
+                if !is_url(&url) {
+                    return Err(ConfigError::Invalid(
+                        "redis_url must start with redis://, rediss:// or redis+unix://".into(),
+                    ));
+                }
+                Ok(StoreKind::Redis(url))
+            }
+            url if is_url(url) => Ok(StoreKind::Redis(url.to_owned())),
+            other => Err(ConfigError::Invalid(format!(
+                "unknown store '{other}' (expected \"memory\" or a redis:// URL)"
+            ))),
+        }
     }
 
     /// Whether the built-in demo agents are registered.

@@ -15,7 +15,7 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use orchestra_core::{OrchestraError, StoreError};
+use orchestra_core::{OrchestraError, StoreError, discovery::DiscoveryError, queue::QueueError};
 use serde::{Serialize, de::DeserializeOwned};
 use utoipa::ToSchema;
 
@@ -132,6 +132,49 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::Store(s) => s.into(),
+            QueueError::InvalidRunId(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_run_id", e.to_string())
+            }
+            QueueError::DuplicateRun(_) => {
+                Self::new(StatusCode::CONFLICT, "duplicate_run", e.to_string())
+            }
+            QueueError::UnknownRun(_) => Self::not_found("run_not_found", e.to_string()),
+            other => Self::internal("run queue failed", &other),
+        }
+    }
+}
+
+impl From<DiscoveryError> for ApiError {
+    fn from(e: DiscoveryError) -> Self {
+        match e {
+            DiscoveryError::Store(s) => s.into(),
+            DiscoveryError::InvalidRegistration(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_registration",
+                e.to_string(),
+            ),
+            other => Self::internal("agent registry failed", &other),
+        }
+    }
+}
+
+impl ApiError {
+    /// A feature that needs the Redis store, asked of a server on the memory store.
+    pub fn redis_required(what: &str) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "redis_required",
+            format!(
+                "{what} needs the Redis store (store = \"redis://…\"); this server keeps state in memory"
+            ),
+        )
+    }
+}
+
 /// A JSON body whose rejections are [`ApiError`]s with stable codes.
 #[derive(Debug, Clone)]
 pub struct ApiJson<T>(pub T);
@@ -196,6 +239,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             format!("request body is not valid JSON: {e}"),
         )
     })?;
+    parse_value(value)
+}
+
+/// The shape stage of [`parse_json`], for a body already parsed as JSON.
+pub fn parse_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { "body".into() } else { path };

@@ -12,6 +12,7 @@
 //! - [`discovery`]: where agents come from ([`Discovery`](discovery::Discovery)).
 //! - [`demo`]: built-in demo agents for a fresh machine.
 //! - [`error`]: [`ApiError`](error::ApiError) and the JSON extractor.
+//! - [`worker`]: queue workers executing `"mode": "async"` runs (Redis store).
 //! - [`routes`], [`auth`], [`metrics`], [`telemetry`].
 //!
 //! ```
@@ -35,6 +36,7 @@ pub mod policy;
 pub mod routes;
 pub mod state;
 pub mod telemetry;
+pub mod worker;
 
 use std::{future::Future, time::Duration};
 
@@ -44,7 +46,7 @@ use axum::{
     extract::DefaultBodyLimit,
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware,
-    routing::{get, post},
+    routing::{delete, get, post},
 };
 use tokio::net::TcpListener;
 use tower::{BoxError, ServiceBuilder};
@@ -57,7 +59,7 @@ use tower_http::{
 use crate::{
     config::Config,
     error::ApiError,
-    routes::{agents, health, openapi, orchestrate, patterns, sessions},
+    routes::{agents, health, openapi, orchestrate, patterns, runs, sessions},
     state::{AppState, StartupError},
     telemetry::REQUEST_ID,
 };
@@ -79,6 +81,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/patterns", get(patterns::list_patterns))
         .route("/agents", get(agents::list_agents))
+        .route("/agents/register", post(agents::register_agent))
+        .route("/agents/{name}", delete(agents::deregister_agent))
+        .route("/runs/{run_id}", get(runs::get_run))
         .route("/health", get(health::health))
         .route("/metrics", get(routes::metrics::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
@@ -87,8 +92,9 @@ pub fn router(state: AppState) -> Router {
                 .layer(HandleErrorLayer::new(timeout_error))
                 .timeout(config.request_timeout()),
         );
-    let streaming =
-        Router::new().route("/orchestrate/stream", post(orchestrate::orchestrate_stream));
+    let streaming = Router::new()
+        .route("/orchestrate/stream", post(orchestrate::orchestrate_stream))
+        .route("/runs/{run_id}/events", get(runs::run_events));
 
     Router::new()
         .merge(timed)
@@ -176,6 +182,11 @@ pub async fn serve(
 /// closes at once, requests and streams in flight go on for up to
 /// `drain_timeout_ms`, after which their runs are cancelled (streams end with
 /// `run_cancelled`), and after a last short grace the server returns.
+///
+/// Also runs the background work: the periodic agent refresh and, with
+/// the Redis store, `queue.workers` queue workers. On shutdown the workers
+/// take no new runs and finish the ones in hand within the same drain
+/// timeout; a run still going then is left for another instance.
 pub async fn serve_state(
     state: AppState,
     listener: TcpListener,
@@ -192,25 +203,41 @@ pub async fn serve_state(
             shutting_down.cancel();
         }
     };
+    let background_stop = shutting_down.child_token();
+    let workers = worker::spawn_workers(&state, &background_stop);
+    let refresher = tokio::spawn(state.clone().refresh_loop(background_stop.clone()));
     let app = router(state);
     tracing::info!(%addr, "orchestra-server listening");
     let server = axum::serve(listener, app).with_graceful_shutdown(signal);
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
-        r = &mut server => return Ok(r?),
+        r = &mut server => {
+            background_stop.cancel();
+            refresher.abort();
+            for w in &workers {
+                w.abort();
+            }
+            return Ok(r?);
+        }
         () = shutting_down.cancelled() => {}
     }
     tracing::info!(
         ?drain_timeout,
-        "shutting down: no new connections; draining requests in flight"
+        "shutting down: no new connections; draining requests and queued runs in flight"
     );
-    if let Ok(r) = tokio::time::timeout(drain_timeout, &mut server).await {
+    let everything = async {
+        let r = (&mut server).await;
+        futures::future::join_all(workers).await;
+        r
+    };
+    let mut everything = std::pin::pin!(everything);
+    if let Ok(r) = tokio::time::timeout(drain_timeout, &mut everything).await {
         tracing::info!("drained");
         return Ok(r?);
     }
     tracing::warn!("drain timeout passed; cancelling runs still in flight");
     drain_expired.cancel();
-    match tokio::time::timeout(FINAL_GRACE, &mut server).await {
+    match tokio::time::timeout(FINAL_GRACE, &mut everything).await {
         Ok(r) => Ok(r?),
         Err(_) => {
             tracing::warn!("connections still open after the grace period; stopping anyway");

@@ -13,14 +13,21 @@ use std::{ops::Deref, sync::Arc, time::Duration};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use orchestra_core::{
-    Limits, Orchestrator, SessionStore,
+    Limits, Orchestrator, RedisStore, RedisStoreConfig, SessionStore,
+    agents::openai::OpenAiChatModel,
+    discovery::RedisAgentRegistry,
+    llm::{LlmManager, LlmPlanner},
+    queue::{RedisRunQueue, RunQueueConfig},
     session::{MemoryStore, MemoryStoreConfig},
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::{Config, ConfigError, resolve_secret},
-    discovery::{AgentRegistry, Discovery, DiscoveryError, StaticDiscovery, sync_agents},
+    config::{Config, ConfigError, StoreKind, resolve_secret},
+    discovery::{
+        AgentRegistry, Discovery, DiscoveryError, MergedDiscovery, RedisDiscovery, StaticDiscovery,
+        sync_agents,
+    },
     metrics::{MeteredStore, prometheus},
 };
 
@@ -31,8 +38,14 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
-    #[error("session store '{0}' is not available in this build (known: memory)")]
-    UnknownStore(String),
+    #[error("session store: {0}")]
+    Store(#[from] orchestra_core::StoreError),
+    #[error("{role} '{name}': {message}")]
+    Model {
+        role: &'static str,
+        name: String,
+        message: String,
+    },
     #[error("could not build the HTTP client: {0}")]
     HttpClient(String),
     #[error("server error: {0}")]
@@ -48,6 +61,8 @@ pub struct Inner {
     pub config: Config,
     pub discovery: Arc<dyn Discovery>,
     pub registry: AgentRegistry,
+    /// The Redis parts (queue, agent registry) when the store is Redis.
+    pub redis: Option<RedisBackend>,
     /// Resolved API keys (empty: auth off).
     pub api_keys: Vec<String>,
     pub metrics: PrometheusHandle,
@@ -59,6 +74,53 @@ pub struct Inner {
     pub drain_expired: CancellationToken,
 }
 
+/// What the server keeps in Redis besides sessions: the run queue and the
+/// agent registry, sharing the store's connection and key prefix.
+#[derive(Clone, Debug)]
+pub struct RedisBackend {
+    pub store: RedisStore,
+    pub queue: RedisRunQueue,
+}
+
+impl RedisBackend {
+    /// Builds the Redis parts without connecting (the connection is made on
+    /// first use), so the server starts while Redis is down.
+    pub fn from_config(config: &Config) -> Result<Option<Self>, StartupError> {
+        let StoreKind::Redis(url) = config.store_kind()? else {
+            return Ok(None);
+        };
+        let store = RedisStore::connect_lazy(
+            &url,
+            RedisStoreConfig::default()
+                .prefix(&config.redis.prefix)
+                .ttl(
+                    (config.session_ttl_secs > 0)
+                        .then(|| Duration::from_secs(config.session_ttl_secs)),
+                )
+                .connect_timeout(Duration::from_millis(config.redis.connect_timeout_ms))
+                .response_timeout(Duration::from_millis(config.redis.response_timeout_ms)),
+        )?;
+        let q = &config.queue;
+        let queue = RedisRunQueue::new(
+            &store,
+            RunQueueConfig {
+                group: q.group.clone(),
+                claim_idle: Duration::from_millis(q.claim_idle_ms.max(1)),
+                max_deliveries: q.max_deliveries.max(1),
+                result_ttl: Duration::from_secs(q.result_ttl_secs.max(1)),
+                events_ttl: Duration::from_secs(q.result_ttl_secs.max(1)),
+                ..RunQueueConfig::default()
+            },
+        );
+        Ok(Some(Self { store, queue }))
+    }
+
+    /// The agent registry with registrations living `ttl` after their last beat.
+    pub fn registry(&self, ttl: Duration) -> RedisAgentRegistry {
+        RedisAgentRegistry::new(&self.store, ttl)
+    }
+}
+
 impl Deref for AppState {
     type Target = Inner;
     fn deref(&self) -> &Inner {
@@ -67,10 +129,22 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// State with the configured store and agents (static discovery).
+    /// State with the configured store and agents: the configuration, plus
+    /// agents registered in Redis when the store is Redis.
     pub async fn from_config(config: Config) -> Result<Self, StartupError> {
-        let discovery = Arc::new(StaticDiscovery::from_config(&config));
-        Self::with_discovery(config, discovery).await
+        let redis = RedisBackend::from_config(&config)?;
+        let configured: Arc<dyn Discovery> = Arc::new(StaticDiscovery::from_config(&config));
+        let discovery: Arc<dyn Discovery> = match &redis {
+            Some(r) if config.discovery.redis => {
+                let registry = r.registry(Duration::from_secs(config.discovery.default_ttl_secs));
+                Arc::new(MergedDiscovery::new(
+                    configured,
+                    vec![Arc::new(RedisDiscovery::new(registry))],
+                ))
+            }
+            _ => configured,
+        };
+        Self::build(config, discovery, redis).await
     }
 
     /// State whose agents come from `discovery`.
@@ -78,15 +152,24 @@ impl AppState {
         config: Config,
         discovery: Arc<dyn Discovery>,
     ) -> Result<Self, StartupError> {
-        let store: Arc<dyn SessionStore> = match config.store.as_str() {
-            "memory" => Arc::new(MeteredStore::new(MemoryStore::with_config(
+        let redis = RedisBackend::from_config(&config)?;
+        Self::build(config, discovery, redis).await
+    }
+
+    async fn build(
+        config: Config,
+        discovery: Arc<dyn Discovery>,
+        redis: Option<RedisBackend>,
+    ) -> Result<Self, StartupError> {
+        let store: Arc<dyn SessionStore> = match &redis {
+            Some(r) => Arc::new(MeteredStore::new(r.store.clone())),
+            None => Arc::new(MeteredStore::new(MemoryStore::with_config(
                 MemoryStoreConfig {
                     ttl: (config.session_ttl_secs > 0)
                         .then(|| Duration::from_secs(config.session_ttl_secs)),
                     max_sessions: config.max_sessions,
                 },
             ))),
-            other => return Err(StartupError::UnknownStore(other.to_owned())),
         };
         let limits = Limits {
             timeout: Duration::from_millis(config.default_timeout_ms),
@@ -96,15 +179,38 @@ impl AppState {
         };
         let limits = crate::policy::limits(&config.policy, limits);
         let orch = Orchestrator::builder().store(store).limits(limits).build();
-        Self::with_orchestrator(config, orch, discovery).await
+        register_models(&config, &orch)?;
+        Self::assemble(config, orch, discovery, redis).await
     }
 
     /// State around an orchestrator built by the caller (custom store,
-    /// agents registered in code); discovered agents are added to it.
+    /// agents registered in code); discovered agents are added to it. The
+    /// run queue and agent registration need [`with_redis`](Self::with_redis).
     pub async fn with_orchestrator(
         config: Config,
         orch: Orchestrator,
         discovery: Arc<dyn Discovery>,
+    ) -> Result<Self, StartupError> {
+        Self::assemble(config, orch, discovery, None).await
+    }
+
+    /// [`with_orchestrator`](Self::with_orchestrator) with the Redis parts
+    /// (queue and agent registry) of `redis`; the orchestrator should use
+    /// `redis.store` as its session store.
+    pub async fn with_redis(
+        config: Config,
+        orch: Orchestrator,
+        discovery: Arc<dyn Discovery>,
+        redis: RedisBackend,
+    ) -> Result<Self, StartupError> {
+        Self::assemble(config, orch, discovery, Some(redis)).await
+    }
+
+    async fn assemble(
+        config: Config,
+        orch: Orchestrator,
+        discovery: Arc<dyn Discovery>,
+        redis: Option<RedisBackend>,
     ) -> Result<Self, StartupError> {
         let api_keys = config
             .auth
@@ -127,6 +233,7 @@ impl AppState {
             config,
             discovery,
             registry,
+            redis,
             api_keys,
             metrics: prometheus(),
             http,
@@ -134,4 +241,68 @@ impl AppState {
             drain_expired: CancellationToken::new(),
         })))
     }
+}
+
+impl AppState {
+    /// Re-reads discovery now (registrations added or gone); failures are
+    /// logged and the current agents kept.
+    pub async fn refresh_agents(&self) {
+        if let Err(e) = crate::discovery::refresh_agents(
+            self.discovery.as_ref(),
+            &self.orch,
+            &self.registry,
+            &self.http,
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "agent refresh failed; keeping the current agents");
+        }
+    }
+
+    /// Refreshes the agents every `discovery.refresh_ms` until `stop` fires.
+    pub async fn refresh_loop(self, stop: CancellationToken) {
+        let every = Duration::from_millis(self.config.discovery.refresh_ms.max(1));
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = ticker.tick() => self.refresh_agents().await,
+            }
+        }
+    }
+}
+
+/// Registers the configured LLM managers and planners on `orch`. API keys
+/// are read from their environment variables here, so a missing key stops
+/// the server at start-up.
+fn register_models(config: &Config, orch: &Orchestrator) -> Result<(), StartupError> {
+    let model_error =
+        |role: &'static str, name: &str, e: &dyn std::fmt::Display| StartupError::Model {
+            role,
+            name: name.to_owned(),
+            message: e.to_string(),
+        };
+    for m in &config.managers {
+        let model = OpenAiChatModel::new(m.model.clone())
+            .map_err(|e| model_error("manager", &m.name, &e))?;
+        let mut manager = LlmManager::new(Arc::new(model));
+        if let Some(text) = &m.instructions {
+            manager = manager.instructions(text);
+        }
+        if let Some(allow) = m.allow_termination {
+            manager = manager.allow_termination(allow);
+        }
+        orch.register_manager(&m.name, Arc::new(manager));
+    }
+    for p in &config.planners {
+        let model = OpenAiChatModel::new(p.model.clone())
+            .map_err(|e| model_error("planner", &p.name, &e))?;
+        let mut planner = LlmPlanner::new(Arc::new(model));
+        if let Some(n) = p.retries {
+            planner = planner.retries(n);
+        }
+        orch.register_planner(&p.name, Arc::new(planner));
+    }
+    Ok(())
 }

@@ -673,12 +673,16 @@ async fn the_openapi_document_lists_every_route_and_resolves_every_ref() {
         ("/sessions/{session_id}", "delete"),
         ("/patterns", "get"),
         ("/agents", "get"),
+        ("/agents/register", "post"),
+        ("/agents/{name}", "delete"),
+        ("/runs/{run_id}", "get"),
+        ("/runs/{run_id}/events", "get"),
         ("/health", "get"),
         ("/metrics", "get"),
         ("/openapi.json", "get"),
     ];
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 9, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 13, "{:?}", paths.keys().collect::<Vec<_>>());
     for (path, method) in expected {
         assert!(
             doc["paths"][path][method].is_object(),
@@ -687,7 +691,12 @@ async fn the_openapi_document_lists_every_route_and_resolves_every_ref() {
     }
     // Every route answers something other than 404/405, so the document and the router agree.
     for (path, method) in expected {
-        let url = server.url(&path.replace("{session_id}", "nope"));
+        let url = server.url(
+            &path
+                .replace("{session_id}", "nope")
+                .replace("{name}", "nope")
+                .replace("{run_id}", "nope"),
+        );
         let r = c
             .request(method.to_uppercase().parse().unwrap(), url)
             .json(&json!({}))

@@ -6,5 +6,6 @@ pub mod metrics;
 pub mod openapi;
 pub mod orchestrate;
 pub mod patterns;
+pub mod runs;
 pub mod sessions;
 pub mod ui;

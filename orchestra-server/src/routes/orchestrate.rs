@@ -7,24 +7,31 @@
 //! session then records it as cancelled. When the server's drain timeout
 //! passes during shutdown, runs still in flight are cancelled the same way,
 //! so streams still end with a terminal event.
+//!
+//! `POST /orchestrate` with `"mode": "async"` (or `Prefer: respond-async`)
+//! checks the request, puts it on the Redis run queue and answers 202 with
+//! the run and session ids; see [`runs`](crate::routes::runs).
 
 use std::{convert::Infallible, time::Duration};
 
 use axum::{
     Json,
     extract::State,
-    http::{HeaderMap, HeaderName, HeaderValue},
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
     response::{
         IntoResponse, Response,
         sse::{Event, KeepAlive, Sse},
     },
 };
 use futures::{Stream, StreamExt};
-use orchestra_core::{EventKind, RunRequest, RunResult, RunStream};
+use orchestra_core::{EventKind, OrchestrationEvent, RunRequest, RunResult, RunStream};
+use serde::Serialize;
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
 
 use crate::{
-    error::{ApiError, ApiJson, ErrorBody},
+    error::{ApiError, ApiJson, ErrorBody, parse_value},
     metrics::{InFlight, observe},
     routes::openapi::{OrchestrationEventSchema, RunRequestSchema, RunResultSchema},
     state::AppState,
@@ -33,29 +40,153 @@ use crate::{
 static RUN_ID: HeaderName = HeaderName::from_static("x-orchestra-run-id");
 static SESSION_ID: HeaderName = HeaderName::from_static("x-orchestra-session-id");
 
-/// Runs a pattern to the end.
+/// How a client wants `POST /orchestrate` answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Run now and answer with the result.
+    Sync,
+    /// Queue the run and answer 202 at once.
+    Async,
+}
+
+/// The answer to an async submission.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub run_id: String,
+    pub session_id: String,
+    /// "queued".
+    pub status: String,
+    /// `GET` this for the status and result.
+    pub status_url: String,
+    /// `GET` this for the events as Server-Sent Events.
+    pub events_url: String,
+}
+
+/// Splits `mode` off the body (a RunRequest has no such field) and reads
+/// `Prefer: respond-async`; the body's `mode` wins over the header.
+pub fn parse_request(mut body: Value, headers: &HeaderMap) -> Result<(RunRequest, Mode), ApiError> {
+    let mode = match body.as_object_mut().and_then(|o| o.remove("mode")) {
+        None => None,
+        Some(Value::String(m)) if m == "sync" => Some(Mode::Sync),
+        Some(Value::String(m)) if m == "async" => Some(Mode::Async),
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                format!("invalid request: mode: expected \"sync\" or \"async\", got {other}"),
+            ));
+        }
+    };
+    let prefers_async = headers
+        .get_all(header::HeaderName::from_static("prefer"))
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"));
+    let mode = mode.unwrap_or(if prefers_async {
+        Mode::Async
+    } else {
+        Mode::Sync
+    });
+    Ok((parse_value(body)?, mode))
+}
+
+/// A run that could not read or write its session because the store is
+/// unreachable: the request is answered 503 rather than 200 with a failed run.
+pub fn store_unavailable(result: &RunResult) -> bool {
+    result
+        .error
+        .as_ref()
+        .is_some_and(|e| e.code == "store_unavailable")
+}
+
+fn unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "the session store cannot be reached",
+    )
+}
+
+/// Checks a request, puts it on the run queue and answers 202.
+async fn submit_async(state: &AppState, mut request: RunRequest) -> Result<Response, ApiError> {
+    let Some(redis) = &state.redis else {
+        return Err(ApiError::redis_required("\"mode\": \"async\""));
+    };
+    let run_id = request
+        .run_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    orchestra_core::queue::validate_run_id(&run_id)?;
+    let session_id = request
+        .session_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    request.run_id = Some(run_id.clone());
+    request.session_id = Some(session_id.clone());
+    state.orch.validate(&request)?;
+    redis.queue.submit_with_id(&run_id, &request).await?;
+    tracing::info!(%run_id, %session_id, "run queued");
+    let status_url = format!("/runs/{run_id}");
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        (&RUN_ID, run_id.as_str()),
+        (&SESSION_ID, session_id.as_str()),
+        (&header::LOCATION, status_url.as_str()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name.clone(), v);
+        }
+    }
+    let body = Accepted {
+        events_url: format!("{status_url}/events"),
+        status_url,
+        run_id,
+        session_id,
+        status: "queued".into(),
+    };
+    Ok((StatusCode::ACCEPTED, headers, Json(body)).into_response())
+}
+
+/// Runs a pattern to the end, or queues it (`"mode": "async"`).
 ///
 /// A run that fails, times out or is cancelled still answers 200: its
 /// `status` and `error` say what happened. Non-2xx answers mean the request
-/// itself was refused and nothing ran.
+/// itself was refused and nothing ran, with one exception: 503
+/// `store_unavailable` when the session store could not be reached (the run
+/// could not be recorded; nothing was half-written).
+///
+/// With `"mode": "async"` in the body or `Prefer: respond-async` (Redis
+/// store only) the request is checked, queued, and answered 202 with its
+/// run and session ids; `GET /runs/{run_id}` and `GET /runs/{run_id}/events`
+/// follow it from any instance.
 #[utoipa::path(
     post,
     path = "/orchestrate",
     tag = "orchestrate",
     request_body(content = RunRequestSchema, content_type = "application/json"),
+    params(("Prefer" = Option<String>, Header, description = "`respond-async` queues the run (as `\"mode\": \"async\"`)")),
     responses(
         (status = 200, description = "The run's result (any status)", body = RunResultSchema),
-        (status = 400, description = "Malformed JSON, unknown pattern or agent, bad options or session id", body = ErrorBody),
+        (status = 202, description = "Queued (`\"mode\": \"async\"`)", body = Accepted),
+        (status = 400, description = "Malformed JSON, unknown pattern or agent, bad options, session or run id", body = ErrorBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 409, description = "`duplicate_run` (the run id was used before) or `redis_required` (async mode on the memory store)", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Body of the wrong shape (types, missing or unknown fields)", body = ErrorBody),
+        (status = 503, description = "The session store cannot be reached (`store_unavailable`)", body = ErrorBody),
     )
 )]
 pub async fn orchestrate(
     State(state): State<AppState>,
-    ApiJson(request): ApiJson<RunRequest>,
+    request_headers: HeaderMap,
+    ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
+    let (request, mode) = parse_request(body, &request_headers)?;
+    if mode == Mode::Async {
+        return submit_async(&state, request).await;
+    }
     let mut stream = state.orch.stream(request)?;
     let _in_flight = InFlight::run();
     let headers = id_headers(&stream);
@@ -80,6 +211,7 @@ pub async fn orchestrate(
         }
     }
     match result {
+        Some(r) if store_unavailable(&r) => Err(unavailable()),
         Some(r) => Ok((headers, Json(r)).into_response()),
         None => Err(ApiError::internal(
             "run stream ended without a result",
@@ -106,20 +238,38 @@ pub async fn orchestrate(
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Body of the wrong shape", body = ErrorBody),
+        (status = 503, description = "The session store cannot be reached (`store_unavailable`)", body = ErrorBody),
     )
 )]
 pub async fn orchestrate_stream(
     State(state): State<AppState>,
-    ApiJson(request): ApiJson<RunRequest>,
+    ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let stream = state.orch.stream(request)?;
+    let (request, mode) = parse_request(body, &HeaderMap::new())?;
+    if mode == Mode::Async {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "async runs are submitted with POST /orchestrate and followed with GET /runs/{run_id}/events",
+        ));
+    }
+    let mut stream = state.orch.stream(request)?;
+    // The first event says whether the run could record its start: a run
+    // that could not reach the store is a 503, not a stream.
+    let first = stream.next().await;
+    if let Some(r) = first.as_ref().and_then(|e| e.kind.result())
+        && store_unavailable(r)
+    {
+        observe_first(first.as_ref());
+        return Err(unavailable());
+    }
     let mut headers = id_headers(&stream);
     // Proxies such as nginx buffer responses unless told not to.
     headers.insert(
         HeaderName::from_static("x-accel-buffering"),
         HeaderValue::from_static("no"),
     );
-    let events = sse_events(stream, state.drain_expired.clone());
+    let events = sse_events(stream, first, state.drain_expired.clone());
     let keep_alive = KeepAlive::new()
         .interval(Duration::from_secs(state.config.sse_keep_alive_secs.max(1)))
         .text("keep-alive");
@@ -137,8 +287,15 @@ fn id_headers(stream: &RunStream) -> HeaderMap {
     h
 }
 
+fn observe_first(event: Option<&OrchestrationEvent>) {
+    if let Some(e) = event {
+        observe(e);
+    }
+}
+
 struct Forward {
     stream: RunStream,
+    first: Option<OrchestrationEvent>,
     drain: CancellationToken,
     cancelled: bool,
     _in_flight: InFlight,
@@ -149,23 +306,28 @@ struct Forward {
 /// dropped, the stream with it, and the run is cancelled.
 fn sse_events(
     stream: RunStream,
+    first: Option<OrchestrationEvent>,
     drain: CancellationToken,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send {
     let state = Forward {
         stream,
+        first,
         drain,
         cancelled: false,
         _in_flight: InFlight::stream(),
     };
     futures::stream::unfold(state, |mut s| async move {
         loop {
-            let event = tokio::select! {
-                ev = s.stream.next() => ev,
-                () = s.drain.cancelled(), if !s.cancelled => {
-                    s.cancelled = true;
-                    s.stream.cancel();
-                    continue;
-                }
+            let event = match s.first.take() {
+                Some(first) => Some(first),
+                None => tokio::select! {
+                    ev = s.stream.next() => ev,
+                    () = s.drain.cancelled(), if !s.cancelled => {
+                        s.cancelled = true;
+                        s.stream.cancel();
+                        continue;
+                    }
+                },
             };
             let event = event?;
             observe(&event);
