@@ -4,6 +4,10 @@
 //! replan when a step fails or stalls (an empty answer), until the plan is
 //! done, `max_stalls` is passed or `max_replans` is used up.
 //!
+//! A plan that completes after losing a step (an agent failed and the
+//! planner worked around it), or whose last step was itself partial, ends
+//! with `partial: true` and a `termination` that says what was lost.
+//!
 //! [`HeuristicPlanner`] needs no LLM: it scores agents by the overlap of the
 //! task's words with each agent's name and description, then picks one agent,
 //! a sequential chain (when the task orders the work: "then", "after", …) or a
@@ -517,7 +521,30 @@ impl Pattern for Dynamic {
             });
         }
         let mut out = last.unwrap_or_default();
-        out.termination = Some(format!("plan complete after {} step(s)", ledger.done.len()));
+        let lost: Vec<&LedgerEntry> = ledger.done.iter().filter(|e| !e.ok).collect();
+        let mut termination = format!("plan complete after {} step(s)", ledger.done.len());
+        if !lost.is_empty() {
+            let mut agents: Vec<&str> = lost
+                .iter()
+                .flat_map(|e| e.failed_agents.iter().map(String::as_str))
+                .collect();
+            agents.dedup();
+            termination.push_str(&format!("; partial: {} step(s) failed", lost.len()));
+            if !agents.is_empty() {
+                termination.push_str(&format!(" (agents: {})", agents.join(", ")));
+            }
+            out.partial = true;
+        } else if out.partial {
+            termination.push_str("; partial: the last step was partial");
+        }
+        if let Some(inner) = out
+            .termination
+            .take()
+            .filter(|_| out.partial && lost.is_empty())
+        {
+            termination.push_str(&format!(" ({inner})"));
+        }
+        out.termination = Some(termination);
         out.data = Some(json!({"ledger": ledger, "data": out.data}));
         Ok(out)
     }

@@ -5,6 +5,12 @@
 //! (e.g. a text mention like `{"text_mention": "APPROVED"}`), a Rust predicate,
 //! or the manager's own decision. The result says which one ended it.
 //!
+//! When a speaker fails (after its retries and fallbacks), the chat fails
+//! by default; with `"on_agent_failure": "skip"` the speaker leaves the
+//! rotation and the chat goes on with the others. The result is then marked
+//! `partial`, its `termination` names who left, and `data.failed_agents`
+//! lists them.
+//!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use orchestra_core::{FnAgent, Orchestrator, RunRequest};
@@ -200,6 +206,17 @@ impl Termination {
     }
 }
 
+/// What a group chat does when a speaker fails for good.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnAgentFailure {
+    /// The chat fails.
+    #[default]
+    Fail,
+    /// The speaker leaves the rotation; the chat goes on and its result is partial.
+    Skip,
+}
+
 /// Options of the group chat pattern.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -209,6 +226,7 @@ pub struct GroupChatOptions {
     pub max_rounds: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub termination: Option<Termination>,
+    pub on_agent_failure: OnAgentFailure,
 }
 
 impl Default for GroupChatOptions {
@@ -217,6 +235,7 @@ impl Default for GroupChatOptions {
             manager: "round_robin".into(),
             max_rounds: 10,
             termination: None,
+            on_agent_failure: OnAgentFailure::Fail,
         }
     }
 }
@@ -292,19 +311,27 @@ impl Pattern for GroupChat {
             round: 0,
             usage: Usage::default(),
         };
+        let mut failed: Vec<(String, OrchestraError)> = Vec::new();
         let termination = loop {
             if chat.round >= self.options.max_rounds {
                 break format!("max_rounds: {}", self.options.max_rounds);
             }
+            if chat.participants.is_empty() {
+                break "every participant failed".to_owned();
+            }
             let Some(choice) = self.manager.select_next(&chat, ctx).await? else {
                 break "manager ended the chat".to_owned();
             };
-            let speaker = scope.find(&choice.agent).cloned().ok_or_else(|| {
-                OrchestraError::Manager(format!(
-                    "chose '{}', who is not a participant",
-                    choice.agent
-                ))
-            })?;
+            let speaker = scope
+                .find(&choice.agent)
+                .filter(|_| chat.participants.iter().any(|p| p.name == choice.agent))
+                .cloned()
+                .ok_or_else(|| {
+                    OrchestraError::Manager(format!(
+                        "chose '{}', who is not a participant",
+                        choice.agent
+                    ))
+                })?;
             ctx.emit_with(|| EventKind::SpeakerSelected {
                 agent: choice.agent.clone(),
                 round: chat.round,
@@ -312,7 +339,20 @@ impl Pattern for GroupChat {
             });
             let call = Call::new(scope.task.clone(), ctx.conversation())
                 .label(format!("round {}", chat.round));
-            let out = ctx.invoke(&speaker, call).await?;
+            let out = match ctx.invoke(&speaker, call).await {
+                Ok(out) => out,
+                Err(e @ OrchestraError::AgentFailed { .. })
+                    if self.options.on_agent_failure == OnAgentFailure::Skip =>
+                {
+                    tracing::info!(agent = %choice.agent, error = %e, "speaker failed; it leaves the chat");
+                    chat.participants.retain(|p| p.name != choice.agent);
+                    failed.push((choice.agent.clone(), e));
+                    chat.round += 1;
+                    chat.usage = ctx.usage();
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             chat.transcript.push(out.message());
             chat.round += 1;
             chat.usage = ctx.usage();
@@ -331,6 +371,12 @@ impl Pattern for GroupChat {
                 break reason;
             }
         };
+        if chat.transcript.is_empty()
+            && let Some((_, e)) = failed.pop()
+        {
+            // Nobody managed to say anything: that is a failure, not a partial chat.
+            return Err(e);
+        }
         let content = match self.manager.filter_result(&chat, ctx).await? {
             Some(c) => c,
             None => chat
@@ -338,11 +384,28 @@ impl Pattern for GroupChat {
                 .map(|m| m.content.clone())
                 .unwrap_or_default(),
         };
+        if failed.is_empty() {
+            return Ok(PatternOutput {
+                content,
+                data: None,
+                termination: Some(termination),
+                partial: false,
+            });
+        }
+        let names: Vec<&str> = failed.iter().map(|(n, _)| n.as_str()).collect();
         Ok(PatternOutput {
             content,
-            data: None,
-            termination: Some(termination),
-            partial: false,
+            data: Some(serde_json::json!({
+                "failed_agents": failed
+                    .iter()
+                    .map(|(n, e)| serde_json::json!({"agent": n, "error": e.info()}))
+                    .collect::<Vec<_>>(),
+            })),
+            termination: Some(format!(
+                "{termination}; partial: {} left the chat after failing",
+                names.join(", ")
+            )),
+            partial: true,
         })
     }
 }

@@ -40,8 +40,8 @@ pub use dynamic::{
     Planner,
 };
 pub use group_chat::{
-    ChatState, FnManager, GroupChat, GroupChatManager, GroupChatOptions, RoundRobinManager,
-    SpeakerChoice, Termination,
+    ChatState, FnManager, GroupChat, GroupChatManager, GroupChatOptions, OnAgentFailure,
+    RoundRobinManager, SpeakerChoice, Termination,
 };
 pub use handoff::{HandoffOptions, HandoffPattern};
 pub use sequential::{Sequential, SequentialOptions};
