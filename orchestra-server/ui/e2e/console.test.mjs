@@ -87,6 +87,14 @@ describe('run view', () => {
     await result().locator('.output-text').getByText('Summary of 2 answers: demo_researcher said').waitFor();
     const agents = await timeline().locator('article.card').evaluateAll((cs) => cs.map((c) => c.dataset.agent));
     assert.deepEqual(agents.sort(), ['demo_researcher', 'demo_summarizer', 'demo_writer']);
+    await page.getByLabel('one lane per agent').check();
+    const lanes = page.locator('.lanes .lane');
+    await lanes.nth(2).waitFor();
+    assert.deepEqual(
+      (await lanes.locator('h4').allInnerTexts()).sort(),
+      ['demo_researcher', 'demo_summarizer', 'demo_writer'],
+    );
+    await shot('run-concurrent-lanes');
   });
 
   test('handoff: the arrow from triage to billing and billing\'s answer', async () => {

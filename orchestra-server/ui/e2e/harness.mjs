@@ -12,7 +12,14 @@ import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const repoRoot = resolve(here, '../../..');
-export const screenshotsDir = join(repoRoot, 'docs', 'console');
+/**
+ * Where the tests save screenshots: target/ui-screenshots, or the folder in
+ * ORCHESTRA_UI_SCREENSHOTS (`ORCHESTRA_UI_SCREENSHOTS=docs/console
+ * scripts/test-ui` refreshes the ones in the docs).
+ */
+export const screenshotsDir = process.env.ORCHESTRA_UI_SCREENSHOTS
+  ? resolve(repoRoot, process.env.ORCHESTRA_UI_SCREENSHOTS)
+  : join(process.env.CARGO_TARGET_DIR ?? join(repoRoot, 'target'), 'ui-screenshots');
 
 const serverBin =
   process.env.ORCHESTRA_SERVER_BIN ??
