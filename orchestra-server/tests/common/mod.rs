@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod scripted;
+
 use std::{
     net::{SocketAddr, TcpListener as StdListener},
     path::PathBuf,
@@ -30,7 +32,7 @@ pub struct Server {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = StdListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local addr").port()
 }
@@ -91,6 +93,17 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Kills the server process with SIGKILL (no shutdown, no cleanup), as a crash would.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill(SIGKILL)");
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
     }
 
     /// Sends SIGTERM to the server process.
@@ -371,4 +384,84 @@ where
         assert!(Instant::now() < deadline, "condition not met in {within:?}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// A key prefix no other test (or earlier run) uses.
+pub fn unique_prefix(test: &str) -> String {
+    format!("orchestra-test:{test}:{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The shared Redis of the machine (started by `.ci/run` when absent).
+pub const SHARED_REDIS: &str = "redis://127.0.0.1:6379/0";
+
+/// A `redis-server` of the test's own on a free port, with no persistence;
+/// killed on drop.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl RedisServer {
+    pub async fn start() -> Self {
+        Self::start_on(free_port()).await
+    }
+
+    /// Starts redis-server on `port` and waits (bounded) until it answers PING.
+    pub async fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (apt-get install redis-server)");
+        let server = Self {
+            child: Some(child),
+            port,
+        };
+        eventually(Duration::from_secs(10), || async move {
+            redis_ping(port).await.then_some(())
+        })
+        .await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Kills it with SIGKILL and waits for the process to end.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Whether a Redis on 127.0.0.1:`port` answers PING (raw RESP over TCP).
+pub async fn redis_ping(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(Ok(mut s)) = tokio::time::timeout(
+        Duration::from_millis(500),
+        tokio::net::TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await
+    else {
+        return false;
+    };
+    if s.write_all(b"PING\r\n").await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await,
+        Ok(Ok(n)) if buf[..n].starts_with(b"+PONG")
+    )
 }
