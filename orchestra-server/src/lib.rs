@@ -27,6 +27,7 @@
 //! ```
 
 pub mod auth;
+pub mod chaos;
 pub mod config;
 pub mod demo;
 pub mod discovery;
