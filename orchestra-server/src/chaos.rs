@@ -134,10 +134,13 @@ pub struct ChaosStats {
 }
 
 impl ChaosStats {
-    /// Calls of `agent` answered with a fault (anything but `ok`).
+    /// Calls of `agent` that got no good answer (anything but `ok` and `slow`).
     pub fn faults(&self, agent: &str) -> u64 {
         self.served.get(agent).map_or(0, |m| {
-            m.iter().filter(|(k, _)| *k != "ok").map(|(_, v)| v).sum()
+            m.iter()
+                .filter(|(k, _)| *k != "ok" && !k.starts_with("slow"))
+                .map(|(_, v)| v)
+                .sum()
         })
     }
 
