@@ -60,9 +60,13 @@ pub async fn listings(state: &AppState) -> Vec<AgentListing> {
         .zip(results)
         .map(|(d, (health, health_error))| AgentListing {
             circuit: circuits.remove(&d.name),
+            // Agents that describe themselves (A2A cards) fill in what the config left empty.
+            description: match (d.description.is_empty(), state.orch.agent(&d.name)) {
+                (true, Some(agent)) => agent.description().to_owned(),
+                _ => d.description,
+            },
             name: d.name,
             kind: d.kind,
-            description: d.description,
             source: d.source,
             capabilities: d.capabilities,
             health,
