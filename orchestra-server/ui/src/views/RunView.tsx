@@ -4,7 +4,7 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { api, describeError, streamEvents } from '../api';
 import { AgentName, JsonBlock, LedgerPanel, Panel, PlanPanel, ResultPanel, Status, Timeline } from '../components';
-import { href, link } from '../router';
+import { href, link, navigate } from '../router';
 import { RunTimeline } from '../timeline';
 import type { AgentListing, PatternListing } from '../types';
 
@@ -40,6 +40,7 @@ export function RunView({ keyVersion }: { keyVersion: number }) {
   const [task, setTask] = useState('');
   const [options, setOptions] = useState('{}');
   const [sessionId, setSessionId] = useState('');
+  const [queued, setQueued] = useState(false);
   const [formError, setFormError] = useState<string>();
   const [timeline, setTimeline] = useState<RunTimeline>();
   const [, setTick] = useState(0);
@@ -97,6 +98,17 @@ export function RunView({ keyVersion }: { keyVersion: number }) {
     if (chosen.length) body.agents = chosen;
     if (Object.keys(opts).length) body.options = opts;
     if (sessionId.trim()) body.session_id = sessionId.trim();
+    if (queued) {
+      // Onto the server's run queue: answered 202 with the run id at once.
+      body.mode = 'async';
+      try {
+        const r = await api.post<{ run_id: string }>('/orchestrate', body);
+        navigate(href('runs', r.run_id));
+      } catch (err) {
+        setRunError(describeError(err));
+      }
+      return;
+    }
     abort.current?.abort();
     const controller = new AbortController();
     abort.current = controller;
@@ -183,6 +195,10 @@ export function RunView({ keyVersion }: { keyVersion: number }) {
             Session id <span class="muted small">(optional: continue a conversation)</span>
           </label>
           <input id="session" value={sessionId} onInput={(e) => setSessionId(e.currentTarget.value)} />
+          <label class="inline">
+            <input type="checkbox" checked={queued} onChange={(e) => setQueued(e.currentTarget.checked)} /> Queue it
+            <span class="muted small">(runs on the server's run queue; watch it in Runs)</span>
+          </label>
           {formError && <p class="error-text">{formError}</p>}
           <div class="row">
             <button type="submit" disabled={running}>

@@ -210,6 +210,7 @@ function RunDetail({ id, keyVersion }: { id: string; keyVersion: number }) {
   if (error) return <Panel title={`Run ${id}`}><p class="error-text">{error}</p></Panel>;
   if (!run) return <Panel title={`Run ${id}`}>Loading…</Panel>;
   const result = (run.result ?? undefined) as RunResult | undefined;
+  const request = run.request && typeof run.request === 'object' ? (run.request as Record<string, unknown>) : undefined;
   return (
     <div class="run-detail">
       <Panel
@@ -219,6 +220,12 @@ function RunDetail({ id, keyVersion }: { id: string; keyVersion: number }) {
           </>
         }
       >
+        {request && (
+          <p class="run-request">
+            <strong>{String(request.pattern ?? '')}</strong> {String(request.task ?? '')}
+            {typeof run.attempts === 'number' && <span class="muted small"> · attempt {run.attempts}</span>}
+          </p>
+        )}
         <div class="row">
           <button type="button" class="secondary" onClick={() => setReload((r) => r + 1)}>
             Refresh
