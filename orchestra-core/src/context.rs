@@ -581,10 +581,24 @@ impl RunContext {
             state: self.rec().state.clone(),
             metadata: self.p.metadata.clone(),
         };
-        let span = tracing::debug_span!("agent", agent = %name, step = index);
+        // One span per attempt, named and attributed after the OpenTelemetry
+        // GenAI semantic conventions (exported when the server's `otel` feature is on).
+        let span = tracing::info_span!(
+            "invoke_agent",
+            otel.name = %format_args!("invoke_agent {name}"),
+            gen_ai.operation.name = "invoke_agent",
+            gen_ai.agent.name = %name,
+            gen_ai.conversation.id = %self.p.session_id,
+            orchestra.run_id = %self.p.run_id,
+            orchestra.step = index,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
         // A panicking agent fails its own call, not the run's task.
         let fut = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
-            tracing::Instrument::instrument(agent.invoke(input, ctx), span),
+            tracing::Instrument::instrument(agent.invoke(input, ctx), span.clone()),
         ));
         let fut = async move {
             fut.await.unwrap_or_else(|panic| {
@@ -605,6 +619,19 @@ impl RunContext {
         };
         // Tell the agent's own background work (if any) to stop.
         cancel.cancel();
+        match &result {
+            Ok(out) => {
+                span.record("gen_ai.usage.input_tokens", tokens(out.usage.prompt_tokens));
+                span.record(
+                    "gen_ai.usage.output_tokens",
+                    tokens(out.usage.completion_tokens),
+                );
+            }
+            Err(e) => {
+                span.record("error.type", e.code());
+                span.record("otel.status_code", "ERROR");
+            }
+        }
         let outcome = match &result {
             Ok(_) => Some(true),
             Err(AgentError::Cancelled) => None,
@@ -730,4 +757,9 @@ impl Drop for Verdict {
             self.guard.breaker.record(self.probe, None);
         }
     }
+}
+
+/// A token count as the signed integer OpenTelemetry attributes carry.
+pub(crate) fn tokens(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -429,7 +429,14 @@ impl Orchestrator {
     }
 
     async fn execute(&self, p: Prepared, sink: EventSink, cancel: CancellationToken) -> RunResult {
-        let span = tracing::info_span!("run", run_id = %p.run_id, session_id = %p.session_id, pattern = p.pattern.name());
+        let span = tracing::info_span!(
+            "run",
+            otel.name = %format_args!("orchestrate {}", p.pattern.name()),
+            run_id = %p.run_id,
+            session_id = %p.session_id,
+            pattern = p.pattern.name(),
+            gen_ai.conversation.id = %p.session_id,
+        );
         self.execute_inner(p, sink, cancel).instrument(span).await
     }
 

@@ -79,6 +79,7 @@ fn main() -> ExitCode {
         let listener = tokio::net::TcpListener::bind(config.bind).await?;
         orchestra_server::serve(config, listener, orchestra_server::shutdown_signal()).await
     });
+    orchestra_server::telemetry::shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -188,6 +188,7 @@ impl HttpAgent {
             .headers(self.headers.clone())
             .header("x-orchestra-run-id", body.run_id)
             .header("x-orchestra-session-id", body.session_id)
+            .headers(trace_headers())
             .timeout(timeout)
             .json(body)
             .send()
@@ -250,6 +251,42 @@ impl Agent for HttpAgent {
             r = self.call(&body, timeout) => r,
         }
     }
+}
+
+/// W3C trace context of the current span (`traceparent`, and `tracestate`
+/// when set), so the agent service's own spans join the run's trace.
+#[cfg(feature = "otel")]
+fn trace_headers() -> HeaderMap {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let mut headers = HeaderMap::new();
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let sc = span.span_context();
+    if !sc.is_valid() {
+        return headers;
+    }
+    let parent = format!(
+        "00-{:032x}-{:016x}-{:02x}",
+        sc.trace_id(),
+        sc.span_id(),
+        sc.trace_flags().to_u8()
+    );
+    if let Ok(v) = HeaderValue::from_str(&parent) {
+        headers.insert(HeaderName::from_static("traceparent"), v);
+    }
+    let state = sc.trace_state().header();
+    if !state.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&state)
+    {
+        headers.insert(HeaderName::from_static("tracestate"), v);
+    }
+    headers
+}
+
+#[cfg(not(feature = "otel"))]
+fn trace_headers() -> HeaderMap {
+    HeaderMap::new()
 }
 
 /// What an agent service receives.

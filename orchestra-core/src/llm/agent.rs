@@ -28,8 +28,10 @@ use futures::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use super::{ChatCall, ChatMessage, ChatModel, ChatRequest, ToolCall, ToolSpec};
+use crate::context::tokens;
 use crate::{
     agent::{Agent, AgentContext, AgentInfo, AgentInput, AgentOutput, Handoff, Usage},
     error::AgentError,
@@ -326,7 +328,43 @@ impl Agent for LlmAgent {
             if self.stream {
                 call = call.on_delta(&on_delta);
             }
-            let response = self.model.chat(&request, call).await?;
+            let model = self.model.model();
+            let span = tracing::info_span!(
+                "chat",
+                otel.name = %format_args!("chat {model}"),
+                otel.kind = "client",
+                gen_ai.operation.name = "chat",
+                gen_ai.request.model = %model,
+                gen_ai.agent.name = %self.name,
+                gen_ai.usage.input_tokens = tracing::field::Empty,
+                gen_ai.usage.output_tokens = tracing::field::Empty,
+                gen_ai.response.finish_reasons = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            );
+            let response = match self
+                .model
+                .chat(&request, call)
+                .instrument(span.clone())
+                .await
+            {
+                Ok(r) => {
+                    span.record("gen_ai.usage.input_tokens", tokens(r.usage.prompt_tokens));
+                    span.record(
+                        "gen_ai.usage.output_tokens",
+                        tokens(r.usage.completion_tokens),
+                    );
+                    if let Some(reason) = &r.finish_reason {
+                        span.record("gen_ai.response.finish_reasons", reason.as_str());
+                    }
+                    r
+                }
+                Err(e) => {
+                    span.record("error.type", e.code());
+                    span.record("otel.status_code", "ERROR");
+                    return Err(e);
+                }
+            };
             usage += response.usage;
             if response.tool_calls.is_empty() {
                 return Ok(AgentOutput::text(response.content).with_usage(usage));
@@ -389,13 +427,32 @@ impl LlmAgent {
                 parsed.clone().unwrap_or_else(|_| json!(tc.arguments)),
             );
             let tool = self.tools.iter().find(|t| t.spec.name == tc.name).cloned();
-            futures.push(async move {
-                let args = parsed.map_err(ToolError)?;
-                match tool {
-                    Some(t) => t.call(args).await,
-                    None => Err(ToolError(format!("unknown tool '{}'", tc.name))),
+            let span = tracing::info_span!(
+                "execute_tool",
+                otel.name = %format_args!("execute_tool {}", tc.name),
+                gen_ai.operation.name = "execute_tool",
+                gen_ai.tool.name = %tc.name,
+                gen_ai.tool.call.id = %tc.id,
+                gen_ai.agent.name = %self.name,
+                error.type = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            );
+            let recorded = span.clone();
+            futures.push(
+                async move {
+                    let args = parsed.map_err(ToolError)?;
+                    let r = match tool {
+                        Some(t) => t.call(args).await,
+                        None => Err(ToolError(format!("unknown tool '{}'", tc.name))),
+                    };
+                    if r.is_err() {
+                        recorded.record("error.type", "tool_error");
+                        recorded.record("otel.status_code", "ERROR");
+                    }
+                    r
                 }
-            });
+                .instrument(span),
+            );
         }
         let outcomes = tokio::select! {
             r = futures::future::join_all(futures) => r,
