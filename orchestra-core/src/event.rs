@@ -161,6 +161,12 @@ pub enum EventKind {
         ledger: Ledger,
         reason: String,
     },
+    /// A budget of the run's `termination` condition was used up; the run stops cleanly.
+    BudgetExceeded {
+        budget: String,
+        limit: u64,
+        used: u64,
+    },
     RunCompleted {
         result: Box<RunResult>,
     },
@@ -193,6 +199,7 @@ impl EventKind {
             Self::SpeakerSelected { .. } => "speaker_selected",
             Self::PlanCreated { .. } => "plan_created",
             Self::PlanUpdated { .. } => "plan_updated",
+            Self::BudgetExceeded { .. } => "budget_exceeded",
             Self::RunCompleted { .. } => "run_completed",
             Self::RunFailed { .. } => "run_failed",
             Self::RunCancelled { .. } => "run_cancelled",

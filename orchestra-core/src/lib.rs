@@ -57,6 +57,7 @@ pub mod policy;
 pub mod queue;
 pub mod run;
 pub mod session;
+pub mod termination;
 
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
@@ -76,6 +77,7 @@ pub use policy::{
     RetryPolicy, RunOptions,
 };
 pub use run::{PolicyDecision, RunRequest, RunResult, RunStatus, Step, StepStatus};
+pub use termination::Termination;
 pub use session::{MemoryStore, Session, SessionStore};
 #[cfg(feature = "redis")]
 pub use session::{RedisStore, RedisStoreConfig};

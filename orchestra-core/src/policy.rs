@@ -34,7 +34,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::{sync::Semaphore, time::Instant};
 
-use crate::error::AgentError;
+use crate::{error::AgentError, termination::Termination};
 
 /// Retries of one agent call on retryable errors (timeouts, rate limits, 5xx,
 /// transport errors), with exponential backoff and full jitter.
@@ -98,6 +98,9 @@ pub struct RunOptions {
     /// Per-agent overrides for this run (most specific; win over the keys above).
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     pub agent_policies: HashMap<String, CallPolicy>,
+    /// A condition that ends the run cleanly, checked after every agent step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination: Option<Termination>,
 }
 
 impl RunOptions {
@@ -109,6 +112,7 @@ impl RunOptions {
         "retry",
         "fallbacks",
         "agent_policies",
+        "termination",
     ];
 }
 
@@ -195,6 +199,8 @@ pub struct Limits {
     pub circuit_breaker: CircuitBreakerPolicy,
     /// Every agent's concurrency limit unless its own policy sets one; 0: no limit.
     pub max_concurrency: usize,
+    /// The run's termination condition, if any (see [`Termination`]).
+    pub termination: Option<Termination>,
 }
 
 impl Default for Limits {
@@ -206,6 +212,7 @@ impl Default for Limits {
             retry: RetryPolicy::default(),
             circuit_breaker: CircuitBreakerPolicy::default(),
             max_concurrency: 0,
+            termination: None,
         }
     }
 }
@@ -223,6 +230,7 @@ impl Limits {
             retry: o.retry.unwrap_or(self.retry),
             circuit_breaker: self.circuit_breaker,
             max_concurrency: self.max_concurrency,
+            termination: o.termination.clone().or_else(|| self.termination.clone()),
         }
     }
 }

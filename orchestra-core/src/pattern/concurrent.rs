@@ -161,6 +161,8 @@ impl Pattern for Concurrent {
         // Answers by position in the agent list, so aggregation is in agent order.
         let mut answers: Vec<Option<StepOutcome>> = vec![None; n];
         let mut failures: Vec<OrchestraError> = Vec::new();
+        let mut answered = 0u32;
+        let mut stopped = None;
         while let Some((pos, result)) = in_flight.next().await {
             match result {
                 Ok(out) if o.aggregator == Aggregator::First => {
@@ -173,7 +175,16 @@ impl Pattern for Concurrent {
                         termination: None,
                     });
                 }
-                Ok(out) => answers[pos] = Some(out),
+                Ok(out) => {
+                    answers[pos] = Some(out);
+                    answered += 1;
+                    // A run-wide condition ends the fan-out early; calls still
+                    // in flight are cancelled and the answers so far aggregated.
+                    stopped = crate::termination::check_run(ctx, answered);
+                    if stopped.is_some() {
+                        break;
+                    }
+                }
                 Err(e @ (OrchestraError::Cancelled | OrchestraError::MaxIterations { .. })) => {
                     return Err(e);
                 }
@@ -220,6 +231,10 @@ impl Pattern for Concurrent {
         if partial {
             out.partial = true;
             out.termination = Some(format!("partial: {} of {n} agents answered", ok.len()));
+        }
+        if let Some(reason) = stopped {
+            out.partial = ok.len() < n;
+            out.termination = Some(reason);
         }
         Ok(out)
     }

@@ -439,6 +439,7 @@ impl Pattern for Dynamic {
             ..Ledger::default()
         };
         let mut last: Option<PatternOutput> = None;
+        let mut stopped: Option<String> = None;
         let mut step_no = 0usize;
         while !ledger.remaining.is_empty() {
             let step = ledger.remaining.remove(0);
@@ -472,6 +473,11 @@ impl Pattern for Dynamic {
                         failed_agents: Vec::new(),
                     });
                     last = Some(out);
+                    // A run-wide condition ends the plan early.
+                    stopped = crate::termination::check_run(ctx, ledger.done.len() as u32);
+                    if stopped.is_some() {
+                        break;
+                    }
                     continue;
                 }
                 Ok(_) => ("the step produced an empty answer".to_owned(), Vec::new()),
@@ -543,6 +549,10 @@ impl Pattern for Dynamic {
             .filter(|_| out.partial && lost.is_empty())
         {
             termination.push_str(&format!(" ({inner})"));
+        }
+        if let Some(reason) = stopped {
+            // Stopped by the run's condition: that is what ended the run.
+            termination = format!("{reason}; {} plan step(s) left", ledger.remaining.len());
         }
         out.termination = Some(termination);
         out.data = Some(json!({"ledger": ledger, "data": out.data}));

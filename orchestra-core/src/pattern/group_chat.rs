@@ -157,54 +157,8 @@ impl GroupChatManager for FnManager {
     }
 }
 
-/// A condition that ends a chat, composable with `any` / `all`.
-///
-/// JSON: `{"max_rounds": 8}`, `{"text_mention": "APPROVED"}`,
-/// `{"any": [{"max_messages": 20}, {"speaker": "approver"}]}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum Termination {
-    MaxRounds(u32),
-    MaxMessages(usize),
-    /// The latest message contains this text (case-sensitive).
-    TextMention(String),
-    /// The named agent has just spoken.
-    Speaker(String),
-    /// The run has used at least this many tokens.
-    MaxTokens(u64),
-    Any(Vec<Termination>),
-    All(Vec<Termination>),
-}
-
-impl Termination {
-    /// Why the chat should stop now, or `None`.
-    pub fn check(&self, chat: &ChatState) -> Option<String> {
-        match self {
-            Self::MaxRounds(n) => (chat.round >= *n).then(|| format!("max_rounds: {n}")),
-            Self::MaxMessages(n) => {
-                (chat.transcript.len() >= *n).then(|| format!("max_messages: {n}"))
-            }
-            Self::TextMention(t) => chat
-                .last_message()
-                .filter(|m| m.content.contains(t.as_str()))
-                .map(|_| format!("text_mention: {t}")),
-            Self::Speaker(a) => chat
-                .last_message()
-                .filter(|m| m.name.as_deref() == Some(a.as_str()))
-                .map(|_| format!("speaker: {a}")),
-            Self::MaxTokens(n) => {
-                (chat.usage.total_tokens >= *n).then(|| format!("max_tokens: {n}"))
-            }
-            Self::Any(cs) => cs.iter().find_map(|c| c.check(chat)),
-            Self::All(cs) => {
-                let reasons: Option<Vec<String>> = cs.iter().map(|c| c.check(chat)).collect();
-                reasons
-                    .filter(|r| !r.is_empty())
-                    .map(|r| format!("all({})", r.join(", ")))
-            }
-        }
-    }
-}
+pub use crate::termination::Termination;
+use crate::termination::TerminationState;
 
 /// What a group chat does when a speaker fails for good.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -356,12 +310,22 @@ impl Pattern for GroupChat {
             chat.transcript.push(out.message());
             chat.round += 1;
             chat.usage = ctx.usage();
+            // The pattern's own condition (set in Rust), then the run's.
+            let state = TerminationState {
+                rounds: chat.round,
+                messages: &chat.transcript,
+                tokens: chat.usage.total_tokens,
+                elapsed: ctx.limits().timeout.saturating_sub(ctx.remaining()),
+            };
             if let Some(reason) = self
                 .options
                 .termination
                 .as_ref()
-                .and_then(|t| t.check(&chat))
+                .and_then(|t| t.check(&state))
             {
+                break reason;
+            }
+            if let Some(reason) = crate::termination::check_run(ctx, chat.round) {
                 break reason;
             }
             if self.predicate.as_ref().is_some_and(|p| p(&chat)) {
@@ -407,43 +371,5 @@ impl Pattern for GroupChat {
             )),
             partial: true,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn chat(round: u32, last: Option<(&str, &str)>) -> ChatState {
-        ChatState {
-            task: "t".into(),
-            participants: vec![],
-            transcript: last
-                .map(|(n, c)| vec![Message::assistant(n, c)])
-                .unwrap_or_default(),
-            round,
-            usage: Usage::default(),
-        }
-    }
-
-    #[test]
-    fn termination_conditions_parse_from_json_and_compose() {
-        let t: Termination = serde_json::from_value(json!({
-            "any": [{"max_rounds": 8}, {"all": [{"text_mention": "OK"}, {"speaker": "boss"}]}]
-        }))
-        .unwrap();
-        assert_eq!(t.check(&chat(2, Some(("boss", "fine")))), None);
-        assert_eq!(t.check(&chat(2, Some(("intern", "OK")))), None);
-        assert_eq!(
-            t.check(&chat(2, Some(("boss", "OK")))).as_deref(),
-            Some("all(text_mention: OK, speaker: boss)")
-        );
-        assert_eq!(t.check(&chat(8, None)).as_deref(), Some("max_rounds: 8"));
-    }
-
-    #[test]
-    fn an_unknown_condition_is_rejected() {
-        assert!(serde_json::from_value::<Termination>(json!({"max_vibes": 1})).is_err());
     }
 }

@@ -155,6 +155,15 @@ impl Pattern for HandoffPattern {
                     ..PatternOutput::default()
                 });
             };
+            // A run-wide condition ends the chain here, with what this agent said.
+            if let Some(reason) = crate::termination::check_run(ctx, handoffs + 1) {
+                return Ok(PatternOutput {
+                    content: out.output.content,
+                    data: Some(json!({"path": path, "pending_handoff": handoff})),
+                    termination: Some(reason),
+                    partial: false,
+                });
+            }
             let from = out.agent.clone();
             let allowed = o
                 .routes

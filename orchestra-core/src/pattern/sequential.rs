@@ -57,6 +57,7 @@ impl Pattern for Sequential {
     async fn run(&self, ctx: &RunContext, scope: Scope) -> Result<PatternOutput, OrchestraError> {
         let mut input = scope.task.clone();
         let mut last = None;
+        let mut termination = None;
         for (i, agent) in scope.agents.iter().enumerate() {
             let task = if self.options.keep_task {
                 scope.task.clone()
@@ -67,6 +68,11 @@ impl Pattern for Sequential {
             let out = ctx.invoke(agent, call).await?;
             input = out.output.content.clone();
             last = Some(out);
+            // A run-wide condition may end the pipeline early, with this answer.
+            termination = crate::termination::check_run(ctx, i as u32 + 1);
+            if termination.is_some() {
+                break;
+            }
         }
         let last = last.ok_or_else(|| OrchestraError::NoAgents {
             pattern: NAME.into(),
@@ -74,6 +80,7 @@ impl Pattern for Sequential {
         Ok(PatternOutput {
             content: last.output.content,
             data: last.output.data,
+            termination,
             ..PatternOutput::default()
         })
     }

@@ -1,0 +1,176 @@
+//! [`Termination`]: conditions that end a run cleanly, in every pattern.
+//!
+//! A condition is a JSON value, composable with `any` / `all`, given as the
+//! run option `termination`. After each agent step the pattern checks it;
+//! when it holds, the pattern stops where it is, the run completes with what
+//! it has, and the result's `termination` names the condition that ended it.
+//!
+//! ```
+//! use orchestra_core::termination::{Termination, TerminationState};
+//! use orchestra_core::Message;
+//! let t: Termination = serde_json::from_value(serde_json::json!(
+//!     {"any": [{"max_rounds": 8}, {"text_mention": "APPROVED"}, {"max_tokens": 20000}]}
+//! )).unwrap();
+//! let msgs = [Message::assistant("critic", "APPROVED")];
+//! let state = TerminationState { rounds: 2, messages: &msgs, tokens: 10, elapsed: Default::default() };
+//! assert_eq!(t.check(&state).as_deref(), Some("text_mention: APPROVED"));
+//! ```
+//!
+//! The difference from limits: `timeout_ms` and `max_iterations` fail a run
+//! that overruns; a termination condition is the run's intended end.
+
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{context::RunContext, event::EventKind, message::Message};
+
+/// A condition that ends a run, composable with `any` / `all`.
+///
+/// JSON: `{"max_rounds": 8}`, `{"text_mention": "APPROVED"}`,
+/// `{"any": [{"max_messages": 20}, {"speaker": "approver"}]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Termination {
+    /// This many agent turns (group chat rounds; agent steps elsewhere).
+    MaxRounds(u32),
+    /// This many agent messages in the run.
+    MaxMessages(usize),
+    /// The latest message contains this text (case-sensitive).
+    TextMention(String),
+    /// The named agent has just spoken.
+    Speaker(String),
+    /// The run has used at least this many tokens (a budget: emits `budget_exceeded`).
+    MaxTokens(u64),
+    /// The run has been going this long (a clean stop, unlike `timeout_ms`).
+    MaxDurationMs(u64),
+    Any(Vec<Termination>),
+    All(Vec<Termination>),
+}
+
+/// What a condition is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct TerminationState<'a> {
+    /// Agent turns so far.
+    pub rounds: u32,
+    /// Agent messages so far, oldest first.
+    pub messages: &'a [Message],
+    pub tokens: u64,
+    pub elapsed: Duration,
+}
+
+impl Termination {
+    /// Why the run should stop now, or `None`.
+    pub fn check(&self, s: &TerminationState<'_>) -> Option<String> {
+        let last = s.messages.last();
+        match self {
+            Self::MaxRounds(n) => (s.rounds >= *n).then(|| format!("max_rounds: {n}")),
+            Self::MaxMessages(n) => (s.messages.len() >= *n).then(|| format!("max_messages: {n}")),
+            Self::TextMention(t) => last
+                .filter(|m| m.content.contains(t.as_str()))
+                .map(|_| format!("text_mention: {t}")),
+            Self::Speaker(a) => last
+                .filter(|m| m.name.as_deref() == Some(a.as_str()))
+                .map(|_| format!("speaker: {a}")),
+            Self::MaxTokens(n) => (s.tokens >= *n).then(|| format!("max_tokens: {n}")),
+            Self::MaxDurationMs(n) => {
+                (s.elapsed >= Duration::from_millis(*n)).then(|| format!("max_duration_ms: {n}"))
+            }
+            Self::Any(cs) => cs.iter().find_map(|c| c.check(s)),
+            Self::All(cs) => {
+                let reasons: Option<Vec<String>> = cs.iter().map(|c| c.check(s)).collect();
+                reasons
+                    .filter(|r| !r.is_empty())
+                    .map(|r| format!("all({})", r.join(", ")))
+            }
+        }
+    }
+
+    /// The token budget this condition sets, if it names one at top level or under `any`.
+    fn token_budget(&self) -> Option<u64> {
+        match self {
+            Self::MaxTokens(n) => Some(*n),
+            Self::Any(cs) => cs.iter().find_map(Self::token_budget),
+            _ => None,
+        }
+    }
+}
+
+/// Checks the run's `termination` option after `rounds` agent turns of the
+/// calling pattern, and emits `budget_exceeded` when a token budget is what
+/// ended it. Cheap when no condition is set.
+pub fn check_run(ctx: &RunContext, rounds: u32) -> Option<String> {
+    let t = ctx.limits().termination.as_ref()?;
+    let transcript = ctx.transcript();
+    let usage = ctx.usage();
+    let elapsed = ctx.limits().timeout.saturating_sub(ctx.remaining());
+    let reason = t.check(&TerminationState {
+        rounds,
+        messages: &transcript,
+        tokens: usage.total_tokens,
+        elapsed,
+    })?;
+    if let Some(limit) = t.token_budget().filter(|l| usage.total_tokens >= *l) {
+        ctx.emit_with(|| EventKind::BudgetExceeded {
+            budget: "max_tokens".into(),
+            limit,
+            used: usage.total_tokens,
+        });
+    }
+    tracing::debug!(reason = %reason, "termination condition met");
+    Some(reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn state<'a>(rounds: u32, messages: &'a [Message]) -> TerminationState<'a> {
+        TerminationState {
+            rounds,
+            messages,
+            tokens: 0,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn conditions_parse_from_json_and_compose() {
+        let t: Termination = serde_json::from_value(json!({
+            "any": [{"max_rounds": 8}, {"all": [{"text_mention": "OK"}, {"speaker": "boss"}]}]
+        }))
+        .unwrap();
+        let boss_fine = [Message::assistant("boss", "fine")];
+        let intern_ok = [Message::assistant("intern", "OK")];
+        let boss_ok = [Message::assistant("boss", "OK")];
+        assert_eq!(t.check(&state(2, &boss_fine)), None);
+        assert_eq!(t.check(&state(2, &intern_ok)), None);
+        assert_eq!(
+            t.check(&state(2, &boss_ok)).as_deref(),
+            Some("all(text_mention: OK, speaker: boss)")
+        );
+        assert_eq!(t.check(&state(8, &[])).as_deref(), Some("max_rounds: 8"));
+    }
+
+    #[test]
+    fn budgets_and_wall_clock_are_conditions_too() {
+        let t: Termination =
+            serde_json::from_value(json!({"any": [{"max_tokens": 100}, {"max_duration_ms": 50}]}))
+                .unwrap();
+        let mut s = state(0, &[]);
+        assert_eq!(t.check(&s), None);
+        s.tokens = 100;
+        assert_eq!(t.check(&s).as_deref(), Some("max_tokens: 100"));
+        s.tokens = 0;
+        s.elapsed = Duration::from_millis(60);
+        assert_eq!(t.check(&s).as_deref(), Some("max_duration_ms: 50"));
+        assert_eq!(t.token_budget(), Some(100));
+    }
+
+    #[test]
+    fn an_unknown_condition_is_rejected() {
+        assert!(serde_json::from_value::<Termination>(json!({"max_vibes": 1})).is_err());
+    }
+}
