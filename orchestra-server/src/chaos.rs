@@ -131,6 +131,8 @@ pub struct ChaosStats {
     pub served: BTreeMap<String, BTreeMap<String, u64>>,
     /// Calls whose connection the caller closed before the answer.
     pub abandoned: u64,
+    /// Most calls of each agent the service was working on at once.
+    pub max_in_flight: BTreeMap<String, u64>,
 }
 
 impl ChaosStats {
@@ -156,6 +158,8 @@ struct Shared {
     modes: Mutex<HashMap<String, Fault>>,
     /// Calls per (run, agent, fault spec), for `times`.
     counts: Mutex<HashMap<String, u32>>,
+    /// Calls in progress per agent.
+    in_flight: Mutex<HashMap<String, u64>>,
     abandoned: Notify,
 }
 
@@ -286,14 +290,39 @@ async fn stats(State(s): State<Arc<Shared>>) -> Json<ChaosStats> {
     Json(lock(&s.stats).clone())
 }
 
-/// Counts the call as abandoned if dropped before `done`.
+/// Counts the call in flight while it lives, and as abandoned if dropped
+/// before `done`.
 struct Abandon {
     shared: Arc<Shared>,
+    agent: String,
     done: bool,
+}
+
+impl Abandon {
+    fn new(shared: Arc<Shared>, agent: String) -> Self {
+        let now = {
+            let mut in_flight = lock(&shared.in_flight);
+            let n = in_flight.entry(agent.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let mut stats = lock(&shared.stats);
+        let max = stats.max_in_flight.entry(agent.clone()).or_insert(0);
+        *max = (*max).max(now);
+        drop(stats);
+        Self {
+            shared,
+            agent,
+            done: false,
+        }
+    }
 }
 
 impl Drop for Abandon {
     fn drop(&mut self) {
+        if let Some(n) = lock(&self.shared.in_flight).get_mut(&self.agent) {
+            *n = n.saturating_sub(1);
+        }
         if !self.done {
             lock(&self.shared.stats).abandoned += 1;
             self.shared.abandoned.notify_waiters();
@@ -334,10 +363,7 @@ async fn serve(
         .or_default()
         .entry(fault.to_string())
         .or_insert(0) += 1;
-    let mut guard = Abandon {
-        shared: s.clone(),
-        done: false,
-    };
+    let mut guard = Abandon::new(s.clone(), agent.clone());
     let response = match fault {
         Fault::Ok => answer(&agent, &request),
         Fault::Error(code) => {

@@ -83,6 +83,12 @@ kind = "http"
 url = "{hang}"
 
 [[agents]]
+name = "narrow"
+kind = "http"
+url = "{slow}"
+policy = {{ max_concurrency = 1 }}
+
+[[agents]]
 name = "down"
 kind = "http"
 url = "{down}"
@@ -596,4 +602,44 @@ async fn a_timed_out_or_cancelled_run_closes_its_agent_call() {
         .as_array()
         .map_or(0, |m| m.iter().filter(|m| m["name"] == "steady").count());
     assert_eq!(kept, 1, "{s}");
+}
+
+#[tokio::test]
+async fn a_bulkhead_lets_one_call_at_a_time_reach_the_service() {
+    let (chaos, server) = start().await;
+    let c = reqwest::Client::new();
+    let url = server.url("/orchestrate");
+    let runs = (0..3).map(|_| {
+        post_json(
+            &c,
+            &url,
+            json!({"pattern": "sequential", "task": "t", "agents": ["narrow"]}),
+        )
+    });
+    let results = tokio::time::timeout(BOUND, futures::future::join_all(runs))
+        .await
+        .expect("every request answered within the bound");
+    for (status, r) in &results {
+        assert_eq!(*status, 200);
+        assert_eq!(r["status"], "completed", "{r}");
+    }
+    let stats = chaos.stats();
+    assert_eq!(stats.calls("narrow"), 3);
+    assert_eq!(
+        stats.max_in_flight["narrow"], 1,
+        "the bulkhead held the others back"
+    );
+    // Unlimited agents are reached concurrently.
+    let runs = (0..3).map(|_| {
+        post_json(
+            &c,
+            &url,
+            json!({"pattern": "sequential", "task": "t", "agents": ["slow"]}),
+        )
+    });
+    futures::future::join_all(runs).await;
+    assert!(chaos.stats().max_in_flight["slow"] > 1);
+    let circuit = circuit_of(&c, &server, "narrow").await;
+    assert_eq!(circuit["max_concurrency"], 1, "{circuit}");
+    assert_eq!(circuit["in_flight"], 0, "{circuit}");
 }
