@@ -41,6 +41,8 @@ pub struct Components {
     pub order: Vec<String>,
     pub managers: HashMap<String, Arc<dyn GroupChatManager>>,
     pub planners: HashMap<String, Arc<dyn Planner>>,
+    /// Custom termination predicates, used as `{"custom": name}`.
+    pub conditions: HashMap<String, Arc<crate::termination::Condition>>,
 }
 
 impl Components {
@@ -156,6 +158,8 @@ pub(crate) struct RunParams {
     pub cancel: CancellationToken,
     pub events: EventSink,
     pub deadline: Instant,
+    /// Set by `Orchestrator::stop`: end the run cleanly at the next step boundary.
+    pub stop: Arc<std::sync::OnceLock<String>>,
 }
 
 /// Shared by all the work of one run; patterns take `&RunContext`, so
@@ -208,6 +212,11 @@ impl RunContext {
 
     pub fn session_id(&self) -> &str {
         &self.p.session_id
+    }
+
+    /// Why the run was asked to stop from outside (`Orchestrator::stop`), if it was.
+    pub fn stop_requested(&self) -> Option<&str> {
+        self.p.stop.get().map(String::as_str)
     }
 
     pub fn cancellation(&self) -> &CancellationToken {

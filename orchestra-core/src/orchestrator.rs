@@ -53,7 +53,7 @@ struct Inner {
     store: Arc<dyn SessionStore>,
     limits: Limits,
     resilience: Arc<Resilience>,
-    active: Mutex<HashMap<String, CancellationToken>>,
+    active: Mutex<HashMap<String, Active>>,
 }
 
 impl Default for Orchestrator {
@@ -114,6 +114,12 @@ impl OrchestratorBuilder {
             }),
         }
     }
+}
+
+/// A run in flight: how to cancel it and how to ask it to stop cleanly.
+struct Active {
+    cancel: CancellationToken,
+    stop: Arc<std::sync::OnceLock<String>>,
 }
 
 struct Prepared {
@@ -309,12 +315,44 @@ impl Orchestrator {
             Err(p) => p.into_inner(),
         };
         match active.get(run_id) {
-            Some(token) => {
-                token.cancel();
+            Some(run) => {
+                run.cancel.cancel();
                 true
             }
             None => false,
         }
+    }
+
+    /// Asks a run in flight in this process to stop cleanly at its next step
+    /// boundary: unlike [`cancel`](Self::cancel), the run completes with what
+    /// it has and its `termination` says `stopped: <reason>`. `false` if the
+    /// run is not running here.
+    pub fn stop(&self, run_id: &str, reason: impl Into<String>) -> bool {
+        let active = match self.inner.active.lock() {
+            Ok(a) => a,
+            Err(p) => p.into_inner(),
+        };
+        match active.get(run_id) {
+            Some(run) => {
+                // The first reason wins; a second stop is a no-op.
+                let _ = run.stop.set(reason.into());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Makes a predicate available as the termination condition `{"custom": name}`.
+    pub fn register_condition(
+        &self,
+        name: impl Into<String>,
+        condition: impl Fn(&crate::termination::TerminationState<'_>) -> bool + Send + Sync + 'static,
+    ) {
+        let name = name.into();
+        let condition: Arc<crate::termination::Condition> = Arc::new(condition);
+        self.edit_components(|c| {
+            c.conditions.insert(name, condition);
+        });
     }
 
     /// Number of runs in flight in this process.
@@ -394,6 +432,17 @@ impl Orchestrator {
             agents: agents.clone(),
         };
         pattern.validate(&scope, &components)?;
+        if let Some(name) = run_options
+            .termination
+            .iter()
+            .flat_map(|t| t.custom_names())
+            .find(|n| !components.conditions.contains_key(*n))
+        {
+            return Err(OrchestraError::InvalidOptions {
+                field: "options.termination".into(),
+                message: format!("unknown custom condition '{name}' (register it first)"),
+            });
+        }
         let limits = self.inner.limits.merged(&run_options);
         Ok(Prepared {
             pattern,
@@ -413,14 +462,14 @@ impl Orchestrator {
         })
     }
 
-    fn track(&self, run_id: &str, token: Option<CancellationToken>) {
+    fn track(&self, run_id: &str, run: Option<Active>) {
         let mut active = match self.inner.active.lock() {
             Ok(a) => a,
             Err(p) => p.into_inner(),
         };
-        match token {
-            Some(t) => {
-                active.insert(run_id.to_owned(), t);
+        match run {
+            Some(run) => {
+                active.insert(run_id.to_owned(), run);
             }
             None => {
                 active.remove(run_id);
@@ -506,6 +555,7 @@ impl Orchestrator {
             agents: agent_names,
         });
         let run_token = cancel.child_token();
+        let stop = Arc::new(std::sync::OnceLock::new());
         let ctx = Arc::new(RunContext::new(RunParams {
             run_id: p.run_id.clone(),
             session_id: p.session_id.clone(),
@@ -519,6 +569,7 @@ impl Orchestrator {
             cancel: run_token.clone(),
             events: sink.clone(),
             deadline,
+            stop: stop.clone(),
         }));
         // If this future is dropped mid-run (the caller went away), the guard
         // records the run as cancelled from a task of its own.
@@ -529,7 +580,13 @@ impl Orchestrator {
             sink: sink.clone(),
             clock,
         };
-        self.track(&p.run_id, Some(cancel.clone()));
+        self.track(
+            &p.run_id,
+            Some(Active {
+                cancel: cancel.clone(),
+                stop: stop.clone(),
+            }),
+        );
         let scope = Scope {
             task: p.request.task.clone(),
             agents: p.agents,

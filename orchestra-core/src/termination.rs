@@ -19,7 +19,7 @@
 //! The difference from limits: `timeout_ms` and `max_iterations` fail a run
 //! that overruns; a termination condition is the run's intended end.
 
-use std::time::Duration;
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -45,9 +45,15 @@ pub enum Termination {
     MaxTokens(u64),
     /// The run has been going this long (a clean stop, unlike `timeout_ms`).
     MaxDurationMs(u64),
+    /// A predicate registered on the orchestrator under this name
+    /// (`Orchestrator::register_condition`; Python and Node callables too).
+    Custom(String),
     Any(Vec<Termination>),
     All(Vec<Termination>),
 }
+
+/// A custom termination predicate.
+pub type Condition = dyn Fn(&TerminationState<'_>) -> bool + Send + Sync;
 
 /// What a condition is checked against.
 #[derive(Debug, Clone, Copy)]
@@ -61,8 +67,17 @@ pub struct TerminationState<'a> {
 }
 
 impl Termination {
-    /// Why the run should stop now, or `None`.
+    /// Why the run should stop now, or `None`. `custom` conditions never hold here.
     pub fn check(&self, s: &TerminationState<'_>) -> Option<String> {
+        self.check_with(s, &HashMap::new())
+    }
+
+    /// [`check`](Self::check) with the registered custom predicates.
+    pub fn check_with(
+        &self,
+        s: &TerminationState<'_>,
+        custom: &HashMap<String, Arc<Condition>>,
+    ) -> Option<String> {
         let last = s.messages.last();
         match self {
             Self::MaxRounds(n) => (s.rounds >= *n).then(|| format!("max_rounds: {n}")),
@@ -77,13 +92,27 @@ impl Termination {
             Self::MaxDurationMs(n) => {
                 (s.elapsed >= Duration::from_millis(*n)).then(|| format!("max_duration_ms: {n}"))
             }
-            Self::Any(cs) => cs.iter().find_map(|c| c.check(s)),
+            Self::Custom(name) => custom
+                .get(name)
+                .filter(|f| f(s))
+                .map(|_| format!("custom: {name}")),
+            Self::Any(cs) => cs.iter().find_map(|c| c.check_with(s, custom)),
             Self::All(cs) => {
-                let reasons: Option<Vec<String>> = cs.iter().map(|c| c.check(s)).collect();
+                let reasons: Option<Vec<String>> =
+                    cs.iter().map(|c| c.check_with(s, custom)).collect();
                 reasons
                     .filter(|r| !r.is_empty())
                     .map(|r| format!("all({})", r.join(", ")))
             }
+        }
+    }
+
+    /// Names of the custom predicates this condition uses.
+    pub fn custom_names(&self) -> Vec<&str> {
+        match self {
+            Self::Custom(n) => vec![n.as_str()],
+            Self::Any(cs) | Self::All(cs) => cs.iter().flat_map(Self::custom_names).collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -101,16 +130,20 @@ impl Termination {
 /// calling pattern, and emits `budget_exceeded` when a token budget is what
 /// ended it. Cheap when no condition is set.
 pub fn check_run(ctx: &RunContext, rounds: u32) -> Option<String> {
+    if let Some(reason) = ctx.stop_requested() {
+        return Some(format!("stopped: {reason}"));
+    }
     let t = ctx.limits().termination.as_ref()?;
     let transcript = ctx.transcript();
     let usage = ctx.usage();
     let elapsed = ctx.limits().timeout.saturating_sub(ctx.remaining());
-    let reason = t.check(&TerminationState {
+    let state = TerminationState {
         rounds,
         messages: &transcript,
         tokens: usage.total_tokens,
         elapsed,
-    })?;
+    };
+    let reason = t.check_with(&state, &ctx.components().conditions)?;
     if let Some(limit) = t.token_budget().filter(|l| usage.total_tokens >= *l) {
         ctx.emit_with(|| EventKind::BudgetExceeded {
             budget: "max_tokens".into(),

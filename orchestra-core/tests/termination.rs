@@ -182,3 +182,86 @@ async fn an_invalid_condition_is_rejected_before_anything_runs() {
     assert_eq!(e.code(), "invalid_options");
     assert!(e.to_string().contains("options.termination"), "{e}");
 }
+
+#[tokio::test]
+async fn a_registered_custom_condition_ends_the_run() {
+    use orchestra_core::termination::TerminationState;
+    let orch = Orchestrator::new();
+    orch.register(tagger("a"));
+    orch.register(tagger("b"));
+    orch.register_condition("nested_twice", |s: &TerminationState<'_>| {
+        s.messages
+            .last()
+            .is_some_and(|m| m.content.matches('(').count() >= 2)
+    });
+    let r = orch
+        .run(
+            RunRequest::new("sequential", "t")
+                .agents(["a", "b", "a", "b"])
+                .option("termination", json!({"custom": "nested_twice"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.termination.as_deref(), Some("custom: nested_twice"));
+    assert_eq!(r.output.as_deref(), Some("b(a(t))"));
+    let e = orch
+        .run(
+            RunRequest::new("sequential", "t")
+                .agents(["a"])
+                .option("termination", json!({"any": [{"custom": "nope"}]})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_options");
+    assert!(e.to_string().contains("nope"));
+}
+
+#[tokio::test]
+async fn stop_ends_a_run_cleanly_at_the_next_step() {
+    use futures::StreamExt;
+    use std::sync::Arc;
+    let orch = Orchestrator::new();
+    orch.register(tagger("a"));
+    // "b" answers only once the test lets it, so the stop lands mid-run.
+    let go = Arc::new(tokio::sync::Notify::new());
+    let g = go.clone();
+    orch.register(FnAgent::new("b", "waits", move |i: AgentInput, _| {
+        let g = g.clone();
+        async move {
+            g.notified().await;
+            format!("b({})", i.task)
+        }
+    }));
+    let mut stream = orch
+        .stream(
+            RunRequest::new("group_chat", "t")
+                .agents(["a", "b"])
+                .option("max_rounds", 50),
+        )
+        .unwrap();
+    let run_id = stream.run_id().to_owned();
+    let mut last = None;
+    while let Some(ev) = stream.next().await {
+        if let EventKind::AgentStarted { agent, .. } = &ev.kind
+            && agent == "b"
+        {
+            assert!(orch.stop(&run_id, "the user has enough"));
+            go.notify_one();
+        }
+        last = Some(ev);
+    }
+    let last = last.unwrap();
+    assert_eq!(last.type_name(), "run_completed");
+    let r = last.kind.result().unwrap();
+    assert_eq!(r.status, RunStatus::Completed);
+    assert_eq!(
+        r.termination.as_deref(),
+        Some("stopped: the user has enough")
+    );
+    assert_eq!(
+        r.steps.len(),
+        2,
+        "the step in flight finished; no new step started"
+    );
+    assert!(!orch.stop(&run_id, "again"), "no longer running");
+}
