@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod policy;
 pub mod routes;
 pub mod state;
+pub mod store;
 pub mod telemetry;
 pub mod worker;
 

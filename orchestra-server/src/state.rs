@@ -29,6 +29,7 @@ use crate::{
         sync_agents,
     },
     metrics::{MeteredStore, prometheus},
+    store::{FreshSessions, WriteThroughStore},
 };
 
 /// Why the server could not start.
@@ -63,6 +64,9 @@ pub struct Inner {
     pub registry: AgentRegistry,
     /// The Redis parts (queue, agent registry) when the store is Redis.
     pub redis: Option<RedisBackend>,
+    /// Session ids the handlers generate, when the store saves reads for
+    /// them ([`WriteThroughStore`]).
+    pub fresh_sessions: Option<FreshSessions>,
     /// Resolved API keys (empty: auth off).
     pub api_keys: Vec<String>,
     pub metrics: PrometheusHandle,
@@ -161,9 +165,13 @@ impl AppState {
         discovery: Arc<dyn Discovery>,
         redis: Option<RedisBackend>,
     ) -> Result<Self, StartupError> {
-        let store: Arc<dyn SessionStore> = match &redis {
-            Some(r) => Arc::new(MeteredStore::new(r.store.clone())),
-            None => Arc::new(MeteredStore::new(MemoryStore::with_config(
+        let fresh = redis.as_ref().map(|_| FreshSessions::default());
+        let store: Arc<dyn SessionStore> = match (&redis, &fresh) {
+            (Some(r), Some(fresh)) => Arc::new(WriteThroughStore::new(
+                MeteredStore::new(r.store.clone()),
+                fresh.clone(),
+            )),
+            _ => Arc::new(MeteredStore::new(MemoryStore::with_config(
                 MemoryStoreConfig {
                     ttl: (config.session_ttl_secs > 0)
                         .then(|| Duration::from_secs(config.session_ttl_secs)),
@@ -180,7 +188,7 @@ impl AppState {
         let limits = crate::policy::limits(&config.policy, limits);
         let orch = Orchestrator::builder().store(store).limits(limits).build();
         register_models(&config, &orch)?;
-        Self::assemble(config, orch, discovery, redis).await
+        Self::assemble(config, orch, discovery, redis, fresh).await
     }
 
     /// State around an orchestrator built by the caller (custom store,
@@ -191,7 +199,7 @@ impl AppState {
         orch: Orchestrator,
         discovery: Arc<dyn Discovery>,
     ) -> Result<Self, StartupError> {
-        Self::assemble(config, orch, discovery, None).await
+        Self::assemble(config, orch, discovery, None, None).await
     }
 
     /// [`with_orchestrator`](Self::with_orchestrator) with the Redis parts
@@ -203,7 +211,7 @@ impl AppState {
         discovery: Arc<dyn Discovery>,
         redis: RedisBackend,
     ) -> Result<Self, StartupError> {
-        Self::assemble(config, orch, discovery, Some(redis)).await
+        Self::assemble(config, orch, discovery, Some(redis), None).await
     }
 
     async fn assemble(
@@ -211,6 +219,7 @@ impl AppState {
         orch: Orchestrator,
         discovery: Arc<dyn Discovery>,
         redis: Option<RedisBackend>,
+        fresh_sessions: Option<FreshSessions>,
     ) -> Result<Self, StartupError> {
         let api_keys = config
             .auth
@@ -234,6 +243,7 @@ impl AppState {
             discovery,
             registry,
             redis,
+            fresh_sessions,
             api_keys,
             metrics: prometheus(),
             http,

@@ -108,6 +108,27 @@ fn unavailable() -> ApiError {
     )
 }
 
+/// Starts a run. A run without a session id gets a fresh one here, which
+/// the store is told about so that it can create the session without
+/// reading it first.
+fn start(state: &AppState, mut request: RunRequest) -> Result<RunStream, ApiError> {
+    let fresh = match (&state.fresh_sessions, &request.session_id) {
+        (Some(fresh), None) => {
+            let id = uuid::Uuid::new_v4().to_string();
+            fresh.mark(&id);
+            request.session_id = Some(id.clone());
+            Some((fresh, id))
+        }
+        _ => None,
+    };
+    state.orch.stream(request).map_err(|e| {
+        if let Some((fresh, id)) = fresh {
+            fresh.unmark(&id);
+        }
+        ApiError::from(e)
+    })
+}
+
 /// Checks a request, puts it on the run queue and answers 202.
 async fn submit_async(state: &AppState, mut request: RunRequest) -> Result<Response, ApiError> {
     let Some(redis) = &state.redis else {
@@ -187,7 +208,7 @@ pub async fn orchestrate(
     if mode == Mode::Async {
         return submit_async(&state, request).await;
     }
-    let mut stream = state.orch.stream(request)?;
+    let mut stream = start(&state, request)?;
     let _in_flight = InFlight::run();
     let headers = id_headers(&stream);
     let mut result: Option<RunResult> = None;
@@ -253,7 +274,7 @@ pub async fn orchestrate_stream(
             "async runs are submitted with POST /orchestrate and followed with GET /runs/{run_id}/events",
         ));
     }
-    let mut stream = state.orch.stream(request)?;
+    let mut stream = start(&state, request)?;
     // The first event says whether the run could record its start: a run
     // that could not reach the store is a 503, not a stream.
     let first = stream.next().await;
