@@ -160,6 +160,9 @@ pub(crate) struct RunParams {
     pub deadline: Instant,
     /// Set by `Orchestrator::stop`: end the run cleanly at the next step boundary.
     pub stop: Arc<std::sync::OnceLock<String>>,
+    /// Recorded steps by index: when set, a step found here is answered from
+    /// the record instead of calling the agent (replay).
+    pub recorded: Option<Arc<HashMap<u32, Step>>>,
 }
 
 /// Shared by all the work of one run; patterns take `&RunContext`, so
@@ -316,6 +319,9 @@ impl RunContext {
         }
         let started_at = Utc::now();
         let clock = Instant::now();
+        if let Some(step) = self.p.recorded.as_ref().and_then(|r| r.get(&index)) {
+            return self.replay_step(index, step, &call, started_at, clock);
+        }
         let first_name = first.name().to_owned();
         let mut chain = self.fallbacks(&first_name).into_iter();
         let mut agent = first;
@@ -652,6 +658,66 @@ impl RunContext {
             self.report(index, name, t, decisions);
         }
         result
+    }
+
+    /// Answers a step from its record: the same events and step record as the
+    /// original call, without calling any agent.
+    fn replay_step(
+        &self,
+        index: u32,
+        step: &Step,
+        call: &Call,
+        started_at: chrono::DateTime<Utc>,
+        clock: Instant,
+    ) -> Result<StepOutcome, OrchestraError> {
+        self.p.events.emit_with(|| EventKind::AgentStarted {
+            agent: step.agent.clone(),
+            step: index,
+            input: call.task.clone(),
+        });
+        match (&step.status, &step.output) {
+            (StepStatus::Completed, Some(output)) => Ok(self.complete(
+                index,
+                &step.agent,
+                step.fallback_for.clone(),
+                call,
+                output.clone(),
+                step.attempts,
+                step.policy.clone(),
+                started_at,
+                clock,
+            )),
+            _ => {
+                let message = step
+                    .error
+                    .as_ref()
+                    .map_or_else(|| "failed (recorded)".to_owned(), |e| e.message.clone());
+                let err = AgentError::msg(message);
+                self.emit(EventKind::AgentFailed {
+                    agent: step.agent.clone(),
+                    step: index,
+                    error: (&err).into(),
+                    attempt: step.attempts,
+                    will_retry: false,
+                });
+                let first = step.fallback_for.as_deref().unwrap_or(&step.agent);
+                self.record_failure(
+                    index,
+                    &step.agent,
+                    first,
+                    call,
+                    &err,
+                    step.attempts,
+                    step.policy.clone(),
+                    started_at,
+                    clock,
+                );
+                Err(OrchestraError::AgentFailed {
+                    agent: step.agent.clone(),
+                    source: err,
+                })
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

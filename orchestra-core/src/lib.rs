@@ -77,10 +77,10 @@ pub use policy::{
     RetryPolicy, RunOptions,
 };
 pub use run::{PolicyDecision, RunRequest, RunResult, RunStatus, Step, StepStatus};
-pub use termination::Termination;
 pub use session::{MemoryStore, Session, SessionStore};
 #[cfg(feature = "redis")]
 pub use session::{RedisStore, RedisStoreConfig};
+pub use termination::Termination;
 
 /// The names most programs need.
 pub mod prelude {

@@ -123,6 +123,8 @@ struct Active {
 }
 
 struct Prepared {
+    /// Steps answered from a record instead of agents (replay).
+    recorded: Option<Arc<HashMap<u32, crate::run::Step>>>,
     pattern: Arc<dyn Pattern>,
     components: Arc<Components>,
     agents: Vec<AgentRef>,
@@ -308,6 +310,63 @@ impl Orchestrator {
         }
     }
 
+    /// Replays a recorded run offline: the same pattern, task, agents and
+    /// options, with every agent step answered from the record (no agent is
+    /// called; a step missing from the record fails). The replay runs against
+    /// a scratch in-memory session, so the original session is untouched, and
+    /// keeps the original run and session ids so its events line up with the
+    /// original's. Managers and planners registered here take part again
+    /// (the built-in ones are deterministic).
+    pub fn replay(&self, record: &RunResult) -> Result<RunStream, OrchestraError> {
+        let live = self.components();
+        let mut components = (*live).clone();
+        components.agents.clear();
+        components.order.clear();
+        let names = record.agents.iter().chain(
+            record
+                .steps
+                .iter()
+                .flat_map(|s| std::iter::once(&s.agent).chain(s.fallback_for.iter())),
+        );
+        for name in names {
+            if !components.agents.contains_key(name) {
+                // Keep the description: planners and managers read it.
+                let description = live
+                    .agents
+                    .get(name)
+                    .map(|a| a.description().to_owned())
+                    .unwrap_or_default();
+                components.insert_agent(Arc::new(Unrecorded {
+                    name: name.clone(),
+                    description,
+                }));
+            }
+        }
+        let scratch = Orchestrator {
+            inner: Arc::new(Inner {
+                components: RwLock::new(Arc::new(components)),
+                store: Arc::new(MemoryStore::new()),
+                limits: self.inner.limits.clone(),
+                resilience: self.inner.resilience.clone(),
+                active: Mutex::new(HashMap::new()),
+            }),
+        };
+        let request = RunRequest {
+            pattern: record.pattern.clone(),
+            task: record.task.clone(),
+            agents: Some(record.agents.clone()),
+            session_id: Some(record.session_id.clone()),
+            run_id: Some(record.run_id.clone()),
+            options: record.options.clone(),
+            metadata: serde_json::Map::new(),
+        };
+        let mut prepared = scratch.prepare(request, None)?;
+        prepared.recorded = Some(Arc::new(
+            record.steps.iter().map(|s| (s.index, s.clone())).collect(),
+        ));
+        Ok(scratch.stream_prepared(prepared))
+    }
+
     /// Cancels a run in flight in this process; `false` if it is not running here.
     pub fn cancel(&self, run_id: &str) -> bool {
         let active = match self.inner.active.lock() {
@@ -445,6 +504,7 @@ impl Orchestrator {
         }
         let limits = self.inner.limits.merged(&run_options);
         Ok(Prepared {
+            recorded: None,
             pattern,
             components,
             agents,
@@ -512,6 +572,10 @@ impl Orchestrator {
             partial: false,
             steps: Vec::new(),
             usage: Usage::default(),
+            options: match &p.request.options {
+                Value::Null => Value::Object(Map::new()),
+                o => o.clone(),
+            },
             started_at: Utc::now(),
             finished_at: None,
             duration_ms: 0,
@@ -570,6 +634,7 @@ impl Orchestrator {
             events: sink.clone(),
             deadline,
             stop: stop.clone(),
+            recorded: p.recorded.clone(),
         }));
         // If this future is dropped mid-run (the caller went away), the guard
         // records the run as cancelled from a task of its own.
@@ -779,5 +844,32 @@ impl Stream for RunStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.rx.poll_recv(cx)
+    }
+}
+
+/// Stands in for an agent during a replay: every step should come from the
+/// record, so a call reaching this agent means the replay left the recording.
+struct Unrecorded {
+    name: String,
+    description: String,
+}
+
+#[async_trait::async_trait]
+impl Agent for Unrecorded {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn description(&self) -> &str {
+        &self.description
+    }
+    async fn invoke(
+        &self,
+        _input: crate::agent::AgentInput,
+        _ctx: crate::agent::AgentContext,
+    ) -> Result<crate::agent::AgentOutput, crate::error::AgentError> {
+        Err(crate::error::AgentError::msg(format!(
+            "'{}' was called during a replay but this step is not in the recording",
+            self.name
+        )))
     }
 }

@@ -50,6 +50,10 @@ fn empty_object() -> Value {
     Value::Object(Map::new())
 }
 
+fn is_empty_value(v: &Value) -> bool {
+    v.is_null() || v.as_object().is_some_and(Map::is_empty)
+}
+
 impl RunRequest {
     pub fn new(pattern: impl Into<String>, task: impl Into<String>) -> Self {
         Self {
@@ -261,6 +265,9 @@ pub struct RunResult {
     pub partial: bool,
     pub steps: Vec<Step>,
     pub usage: Usage,
+    /// The request's options (always an object), kept so the run can be replayed.
+    #[serde(default = "empty_object", skip_serializing_if = "is_empty_value")]
+    pub options: Value,
     pub started_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
