@@ -34,6 +34,25 @@ use crate::{
 /// Bumped when an event's JSON changes incompatibly.
 pub const EVENT_SCHEMA_VERSION: u32 = 1;
 
+/// The JSON Schema of every event (all types), as published in
+/// `docs/events.schema.json` and served by the server.
+///
+/// ```
+/// let schema = orchestra_core::event::event_schema();
+/// assert_eq!(schema["title"], "OrchestrationEvent");
+/// ```
+pub fn event_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(OrchestrationEvent).to_value();
+    if let Some(o) = schema.as_object_mut() {
+        o.insert(
+            "$id".into(),
+            format!("https://orchestra.dev/schemas/events/v{EVENT_SCHEMA_VERSION}.json").into(),
+        );
+        o.insert("x-schema-version".into(), EVENT_SCHEMA_VERSION.into());
+    }
+    schema
+}
+
 /// One step of a run, as streamed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct OrchestrationEvent {
@@ -312,6 +331,52 @@ impl EventSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_published_event_schema_is_current() {
+        // Regenerate with: ORCHESTRA_WRITE_SCHEMA=1 cargo test -p orchestra-core the_published_event_schema
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/events.schema.json");
+        let current = serde_json::to_string_pretty(&event_schema()).unwrap() + "\n";
+        if std::env::var_os("ORCHESTRA_WRITE_SCHEMA").is_some() {
+            std::fs::write(path, &current).unwrap();
+        }
+        let published: serde_json::Value = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        // Compared as values: key order depends on serde_json's features.
+        assert!(
+            published == event_schema(),
+            "docs/events.schema.json is out of date; regenerate it (see the comment above)"
+        );
+    }
+
+    #[test]
+    fn every_event_type_is_in_the_schema() {
+        let schema = serde_json::to_string(&event_schema()).unwrap();
+        for t in [
+            "run_started",
+            "agent_started",
+            "agent_delta",
+            "agent_completed",
+            "agent_failed",
+            "tool_called",
+            "tool_completed",
+            "retry",
+            "fallback",
+            "handoff",
+            "speaker_selected",
+            "plan_created",
+            "plan_updated",
+            "budget_exceeded",
+            "circuit_opened",
+            "run_completed",
+            "run_failed",
+            "run_cancelled",
+        ] {
+            assert!(schema.contains(&format!("\"{t}\"")), "{t}");
+        }
+    }
 
     #[test]
     fn events_serialize_with_type_and_envelope_fields() {

@@ -43,7 +43,15 @@ pub struct Message {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
     #[serde(default = "Utc::now")]
+    #[schemars(transform = no_default)]
     pub created_at: DateTime<Utc>,
+}
+
+/// "Now" is not a useful default to publish in a schema (and changes every time).
+fn no_default(schema: &mut schemars::Schema) {
+    if let Some(o) = schema.as_object_mut() {
+        o.remove("default");
+    }
 }
 
 impl Message {
