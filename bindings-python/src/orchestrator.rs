@@ -19,6 +19,7 @@ use orchestra_core::{
     context::{Components, RunContext, Scope},
     pattern,
     session::Page,
+    termination::TerminationState,
 };
 use pyo3::{exceptions::PyRuntimeError, prelude::*};
 use pyo3_async_runtimes::TaskLocals;
@@ -298,6 +299,49 @@ impl PyOrchestrator {
     /// Cancels a run in flight; False if it is not running here.
     fn cancel(&self, run_id: &str) -> bool {
         self.inner.cancel(run_id)
+    }
+
+    /// Asks a run in flight to stop cleanly at its next step boundary; False
+    /// if it is not running here.
+    fn stop(&self, run_id: &str, reason: String) -> bool {
+        self.inner.stop(run_id, reason)
+    }
+
+    /// Registers a termination predicate, used with `{"custom": name}`. The
+    /// wrapped callable takes the state as JSON (`rounds`, `messages`,
+    /// `tokens`, `elapsed_ms`) and answers a bool; it runs with the GIL.
+    fn add_condition(&self, name: String, call: Py<PyAny>) {
+        let call = Arc::new(call);
+        self.inner
+            .register_condition(name, move |state: &TerminationState<'_>| {
+                let Ok(json) = serde_json::to_string(&serde_json::json!({
+                    "rounds": state.rounds,
+                    "messages": state.messages,
+                    "tokens": state.tokens,
+                    "elapsed_ms": u64::try_from(state.elapsed.as_millis()).unwrap_or(u64::MAX),
+                })) else {
+                    return false;
+                };
+                crate::future::attach_counted(|py| {
+                    call.bind(py)
+                        .call1((json,))
+                        .and_then(|out| out.extract::<bool>())
+                        .unwrap_or(false)
+                })
+                .unwrap_or(false)
+            });
+    }
+
+    /// Replays a recorded run (its result as core JSON) without calling any
+    /// agent; the handle streams the replay's events.
+    fn replay(&self, record_json: &str) -> PyResult<RunHandle> {
+        let record: RunResult = serde_json::from_str(record_json)
+            .map_err(|e| orchestra_error("invalid_request", format!("not a run result: {e}")))?;
+        let stream = {
+            let _runtime = pyo3_async_runtimes::tokio::get_runtime().enter();
+            self.inner.replay(&record).into_py_result()?
+        };
+        Ok(RunHandle::spawn(stream, true, Arc::clone(&self.runs)))
     }
 
     fn active_runs(&self) -> usize {

@@ -307,3 +307,24 @@ def set_future(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
         fut.set_result(value)
     else:
         fut.set_exception(value)
+
+
+def adapt_condition(name: str, fn: Callable[[Any], Any]) -> Callable[[str], bool]:
+    """Wraps a termination predicate: the state as JSON in, a bool out.
+
+    An exception counts as "not yet" (the run goes on) and is logged on the
+    ``orchestra`` logger at WARNING level.
+    """
+    if is_async_callable(fn):
+        raise TypeError(
+            f"condition {name!r} must be a plain function: the core checks conditions synchronously"
+        )
+
+    def condition(raw: str) -> bool:
+        try:
+            return bool(fn(json.loads(raw)))
+        except Exception:
+            log.warning("termination condition %r raised; treated as false", name, exc_info=True)
+            return False
+
+    return condition

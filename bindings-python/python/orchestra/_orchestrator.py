@@ -43,6 +43,7 @@ __all__ = [
     "AgentLike",
     "ManagerFn",
     "PlannerFn",
+    "ConditionFn",
 ]
 
 #: An agent: a plain function or a coroutine function of an AgentInput (and,
@@ -55,6 +56,9 @@ AgentFn = Union[
 ManagerFn = Callable[[Dict[str, Any]], Any]
 #: A planner: the plan request (JSON dict) -> a plan dict.
 PlannerFn = Callable[[Dict[str, Any]], Any]
+#: A termination condition: the run's state (``rounds``, ``messages``,
+#: ``tokens``, ``elapsed_ms``) -> True to end the run now.
+ConditionFn = Callable[[Dict[str, Any]], bool]
 
 F = TypeVar("F", bound=AgentFn)
 
@@ -338,6 +342,20 @@ class Orchestrator:
         call, is_async = _bridge.adapt_json(f"planner {name!r}", planner, _bridge.plan_dict)
         self._native.add_planner(name, call, is_async)
 
+    def add_condition(self, name: str, fn: ConditionFn) -> None:
+        """Registers a termination condition, used with ``{"termination": {"custom": name}}``.
+
+        ``fn(state)`` is a plain (not async) function called after each agent
+        step with a dict: ``rounds`` (agent turns so far), ``messages`` (this
+        run's agent messages, as dicts), ``tokens`` (used so far) and
+        ``elapsed_ms``. Returning True ends the run cleanly; its
+        ``termination`` is then ``"custom: <name>"``. It runs with the GIL,
+        so keep it quick.
+        """
+        if not callable(fn):
+            raise TypeError("a condition must be callable")
+        self._native.add_condition(name, _bridge.adapt_condition(name, fn))
+
     # -- the core's remote agents (they run entirely in Rust) -------------
 
     def _remote(self) -> _native.Orchestrator:
@@ -548,6 +566,27 @@ class Orchestrator:
     def cancel(self, run_id: str) -> bool:
         """Cancels a run in flight; False if it is not running here."""
         return self._native.cancel(run_id)
+
+    def stop(self, run_id: str, reason: str = "requested") -> bool:
+        """Asks a run in flight to stop cleanly at its next step boundary.
+
+        Unlike ``cancel``, the run completes with what it has and its
+        ``termination`` is ``"stopped: <reason>"``. False if it is not running here.
+        """
+        return self._native.stop(run_id, reason)
+
+    def replay(self, result: Union[RunResult, Mapping[str, Any]]) -> RunEvents:
+        """Replays a recorded run (a ``RunResult`` or its dict) as an event stream.
+
+        Every agent step is answered from the record: no agent is called. The
+        replay keeps the run and session ids and runs against a scratch
+        session, so the original session is untouched. Managers and planners
+        registered here take part again (they must be plain functions: a
+        replay has no caller's event loop).
+        """
+        data = result.to_dict() if isinstance(result, RunResult) else result
+        raw = _dumps("result", data) or "{}"
+        return RunEvents(self._native.replay(raw))
 
     @property
     def active_runs(self) -> int:

@@ -17,6 +17,7 @@ __all__ = [
     "Usage",
     "ErrorInfo",
     "Step",
+    "PolicyDecision",
     "RunResult",
     "Session",
     "SessionSummary",
@@ -313,14 +314,78 @@ class Step:
         return self._d["attempts"]  # type: ignore[no-any-return]
 
     @property
+    def started_at(self) -> str:
+        return self._d["started_at"]  # type: ignore[no-any-return]
+
+    @property
     def duration_ms(self) -> int:
         return self._d["duration_ms"]  # type: ignore[no-any-return]
+
+    @property
+    def policy(self) -> List[PolicyDecision]:
+        """Retries, fallbacks and circuit breaker decisions taken in this step, in order."""
+        return [PolicyDecision(p) for p in self._d.get("policy", ())]
 
     def to_dict(self) -> JSON:
         return self._d
 
     def __repr__(self) -> str:
         return f"Step({self.index}, {self.agent!r}, {self.status})"
+
+
+class PolicyDecision:
+    """A decision a policy took during a step (the same facts as the
+    ``retry``, ``fallback`` and ``circuit_*`` events).
+
+    ``kind`` is one of retry (``agent``, ``attempt``, ``delay_ms``, ``error``),
+    fallback (``from``, ``to``, ``reason``), circuit_opened (``agent``,
+    ``failures``, ``cooldown_ms``), circuit_half_open (``agent``),
+    circuit_closed (``agent``), circuit_rejected (``agent``, ``retry_in_ms``);
+    new kinds may be added. ``decision["field"]`` reads the other fields.
+    """
+
+    __slots__ = ("_d",)
+
+    KINDS = frozenset(
+        {
+            "retry",
+            "fallback",
+            "circuit_opened",
+            "circuit_half_open",
+            "circuit_closed",
+            "circuit_rejected",
+        }
+    )
+
+    def __init__(self, data: JSON) -> None:
+        self._d = data
+
+    @property
+    def kind(self) -> str:
+        return self._d["kind"]  # type: ignore[no-any-return]
+
+    @property
+    def agent(self) -> Optional[str]:
+        """The agent concerned (for a fallback, the one that stood in)."""
+        a = self._d.get("agent")
+        return a if a is not None else self._d.get("to")
+
+    @property
+    def error(self) -> Optional[ErrorInfo]:
+        e = self._d.get("error")
+        return ErrorInfo.from_dict(e) if e is not None else None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._d.get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._d[key]
+
+    def to_dict(self) -> JSON:
+        return self._d
+
+    def __repr__(self) -> str:
+        return f"PolicyDecision({self.kind!r}, {self.agent!r})"
 
 
 class RunResult:
@@ -397,6 +462,11 @@ class RunResult:
     @property
     def usage(self) -> Usage:
         return Usage.from_dict(self._d.get("usage"))
+
+    @property
+    def options(self) -> JSON:
+        """The request's options, kept so the run can be replayed."""
+        return self._d.get("options") or {}
 
     @property
     def started_at(self) -> str:
@@ -518,9 +588,10 @@ class Event:
     """One step of a run, as streamed: the core's event JSON with typed accessors.
 
     ``type`` is one of run_started, agent_started, agent_delta, agent_completed,
-    agent_failed, tool_called, tool_completed, retry, fallback, handoff,
-    speaker_selected, plan_created, plan_updated, run_completed, run_failed,
-    run_cancelled (new types may be added).
+    agent_failed, tool_called, tool_completed, retry, fallback, circuit_opened,
+    circuit_half_open, circuit_closed, handoff, speaker_selected, plan_created,
+    plan_updated, budget_exceeded, run_completed, run_failed, run_cancelled
+    (new types may be added).
     """
 
     __slots__ = ("_d",)
