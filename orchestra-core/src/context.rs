@@ -598,7 +598,8 @@ impl RunContext {
         };
         // One span per attempt, named and attributed after the OpenTelemetry
         // GenAI semantic conventions (exported when the server's `otel` feature is on).
-        let span = tracing::info_span!(
+        let span = tracing::span!(
+            crate::telemetry::SPAN_LEVEL,
             "invoke_agent",
             otel.name = %format_args!("invoke_agent {name}"),
             gen_ai.operation.name = "invoke_agent",

@@ -57,6 +57,7 @@ pub mod policy;
 pub mod queue;
 pub mod run;
 pub mod session;
+pub mod telemetry;
 pub mod termination;
 
 #[cfg(any(test, feature = "test-utils"))]
