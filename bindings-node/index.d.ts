@@ -136,12 +136,21 @@ export interface RetryPolicy {
   maxBackoffMs?: number
 }
 
+/** A condition that ends a run cleanly (the run option `termination`, in every pattern). */
 export type Termination =
+  /** This many agent turns. */
   | { maxRounds: number }
+  /** This many agent messages in the run. */
   | { maxMessages: number }
+  /** The latest message contains this text. */
   | { textMention: string }
+  /** This agent has just spoken. */
   | { speaker: string }
+  /** A token budget: also emits `budget_exceeded`. */
   | { maxTokens: number }
+  | { maxDurationMs: number }
+  /** A predicate registered on the orchestrator under this name (from Rust or Python). */
+  | { custom: string }
   | { any: Termination[] }
   | { all: Termination[] }
 
@@ -156,6 +165,8 @@ export interface RunOptions {
   retry?: RetryPolicy
   /** For each agent, the agents to try in order when it fails for good. */
   fallbacks?: Record<string, string[]>
+  /** Ends the run cleanly when it holds; `result.termination` names it. */
+  termination?: Termination
   // sequential
   keepTask?: boolean
   // concurrent
@@ -170,7 +181,6 @@ export interface RunOptions {
   // group_chat
   manager?: string
   maxRounds?: number
-  termination?: Termination
   // dynamic
   planner?: string
   maxStalls?: number
@@ -221,7 +231,19 @@ export interface Step {
   attempts: number
   startedAt: string
   durationMs: number
+  /** Retries, fallbacks and circuit breaker decisions taken in this step, in order. */
+  policy?: PolicyDecision[]
 }
+
+/** A decision a policy took during a step (the same facts as the `retry`, `fallback` and `circuit*` events). */
+export type PolicyDecision =
+  | { kind: 'retry'; agent: string; attempt: number; delayMs: number; error: ErrorInfo }
+  | { kind: 'fallback'; from: string; to: string; reason: string }
+  | { kind: 'circuit_opened'; agent: string; failures: number; cooldownMs: number }
+  | { kind: 'circuit_half_open'; agent: string }
+  | { kind: 'circuit_closed'; agent: string }
+  /** The call was refused by an open breaker without reaching the agent. */
+  | { kind: 'circuit_rejected'; agent: string; retryInMs: number }
 
 export interface RunResult {
   runId: string
@@ -233,11 +255,13 @@ export interface RunResult {
   output?: string
   data?: JsonValue
   error?: ErrorInfo
-  /** Why the run stopped, when a condition ended it. */
+  /** Why the run stopped, when a condition or `stop()` ended it (e.g. "text_mention: APPROVED"). */
   termination?: string
   partial: boolean
   steps: Step[]
   usage: Usage
+  /** The request's options, kept so the run can be replayed (absent when empty). */
+  options?: RunOptions
   startedAt: string
   finishedAt?: string
   durationMs: number
@@ -300,10 +324,18 @@ export interface ToolCalledEvent extends EventBase { type: 'tool_called'; agent:
 export interface ToolCompletedEvent extends EventBase { type: 'tool_completed'; agent: string; step: number; tool: string; callId: string; result: JsonValue }
 export interface RetryEvent extends EventBase { type: 'retry'; agent: string; step: number; attempt: number; delayMs: number; error: ErrorInfo }
 export interface FallbackEvent extends EventBase { type: 'fallback'; from: string; to: string; reason: string }
+/** An agent's circuit breaker opened: its calls fail fast for `cooldownMs`. */
+export interface CircuitOpenedEvent extends EventBase { type: 'circuit_opened'; agent: string; step: number; failures: number; cooldownMs: number }
+/** The cool-down passed: this step's call is the probe. */
+export interface CircuitHalfOpenEvent extends EventBase { type: 'circuit_half_open'; agent: string; step: number }
+/** The probe succeeded: calls go through again. */
+export interface CircuitClosedEvent extends EventBase { type: 'circuit_closed'; agent: string; step: number }
 export interface HandoffEvent extends EventBase { type: 'handoff'; from: string; to: string; reason: string }
 export interface SpeakerSelectedEvent extends EventBase { type: 'speaker_selected'; agent: string; round: number; reason: string }
 export interface PlanCreatedEvent extends EventBase { type: 'plan_created'; plan: Plan }
 export interface PlanUpdatedEvent extends EventBase { type: 'plan_updated'; plan: Plan; ledger: Ledger; reason: string }
+/** A budget of the run's `termination` condition was used up; the run stops cleanly. */
+export interface BudgetExceededEvent extends EventBase { type: 'budget_exceeded'; budget: string; limit: number; used: number }
 export interface RunCompletedEvent extends EventBase { type: 'run_completed'; result: RunResult }
 export interface RunFailedEvent extends EventBase { type: 'run_failed'; error: ErrorInfo; result: RunResult }
 export interface RunCancelledEvent extends EventBase { type: 'run_cancelled'; reason: string; result: RunResult }
@@ -319,10 +351,14 @@ export type OrchestrationEvent =
   | ToolCompletedEvent
   | RetryEvent
   | FallbackEvent
+  | CircuitOpenedEvent
+  | CircuitHalfOpenEvent
+  | CircuitClosedEvent
   | HandoffEvent
   | SpeakerSelectedEvent
   | PlanCreatedEvent
   | PlanUpdatedEvent
+  | BudgetExceededEvent
   | RunCompletedEvent
   | RunFailedEvent
   | RunCancelledEvent
@@ -459,6 +495,16 @@ export declare class Orchestrator {
   listSessions(page?: { offset?: number; limit?: number }): Promise<SessionSummary[]>
   /** Cancels a run in flight in this process; false if it is not running here. */
   cancel(runId: string): boolean
+  /**
+   * Asks a run in flight to stop cleanly at its next step boundary; it completes
+   * with `termination: "stopped: <reason>"`. False if it is not running here.
+   */
+  stop(runId: string, reason?: string): boolean
+  /**
+   * Replays a recorded run from its result without calling any agent; the same
+   * events as the original (run and session ids kept), as an async iterator.
+   */
+  replay(result: RunResult): RunStream
   readonly activeRuns: number
   readonly storeKind: 'memory' | 'redis'
 }

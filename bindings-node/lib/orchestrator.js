@@ -450,6 +450,32 @@ class Orchestrator {
     return this._native.cancel(runId)
   }
 
+  /**
+   * Asks a run in flight to stop cleanly at its next step boundary: the run
+   * completes with what it has and `result.termination` is
+   * `stopped: <reason>`. False if it is not running here.
+   */
+  stop(runId, reason = 'requested') {
+    if (typeof runId !== 'string') throw new TypeError('runId must be a string')
+    return this._native.stop(runId, String(reason))
+  }
+
+  /**
+   * Replays a recorded run (a `RunResult`, camelCase or the core's JSON) as an
+   * event stream, answering every agent step from the record: no agent is
+   * called, and the events keep the original run and session ids.
+   */
+  replay(result) {
+    if (result === null || typeof result !== 'object') throw new TypeError('replay needs a run result')
+    let handle
+    try {
+      handle = this._native.replay(JSON.stringify(toSnake(result)))
+    } catch (e) {
+      throw fromNative(e)
+    }
+    return new RunStream(handle)
+  }
+
   /** Number of runs in flight. */
   get activeRuns() {
     return this._native.activeRuns()

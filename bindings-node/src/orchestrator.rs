@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::within_runtime_if_available;
 use napi_derive::napi;
-use orchestra_core::{Orchestrator, RunRequest, session::Page};
+use orchestra_core::{Orchestrator, RunRequest, RunResult, session::Page};
 
 use crate::{
     callback::{JsCallback, JsCallbackFn},
@@ -144,6 +144,23 @@ impl NativeOrchestrator {
     #[napi]
     pub fn cancel(&self, run_id: String) -> bool {
         self.inner.cancel(&run_id)
+    }
+
+    /// Asks a run in flight to stop cleanly at its next step boundary; false
+    /// if it is not running here.
+    #[napi]
+    pub fn stop(&self, run_id: String, reason: String) -> bool {
+        self.inner.stop(&run_id, reason)
+    }
+
+    /// Replays a recorded run (its result as core JSON) without calling any
+    /// agent, as an event stream.
+    #[napi]
+    pub fn replay(&self, record: String) -> napi::Result<NativeRunStream> {
+        let record: RunResult = serde_json::from_str(&record)
+            .map_err(|e| binding_error("invalid_request", format!("not a run result: {e}")))?;
+        let stream = within_runtime_if_available(|| self.inner.replay(&record)).napi()?;
+        Ok(NativeRunStream::new(stream))
     }
 
     #[napi]

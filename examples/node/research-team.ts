@@ -12,6 +12,7 @@ import {
   type OrchestrationEvent,
   type PlanRequest,
   type Plan,
+  type PolicyDecision,
   type RunResult,
 } from 'orchestra-sdk'
 
@@ -44,6 +45,10 @@ function describe(event: OrchestrationEvent): string {
       return `${event.agent} failed: ${event.error.code}${event.willRetry ? ', retrying' : ''}`
     case 'handoff':
       return `${event.from} -> ${event.to}: ${event.reason}`
+    case 'circuit_opened':
+      return `${event.agent}: circuit open for ${event.cooldownMs} ms after ${event.failures} failures`
+    case 'budget_exceeded':
+      return `${event.budget}: ${event.used} of ${event.limit}`
     case 'run_completed':
       return `done: ${event.result.output ?? ''}`
     default:
@@ -62,9 +67,17 @@ async function main(): Promise<void> {
     console.log(describe(event), JSON.stringify(event).length)
   }
 
-  const chat = await orch.run('group_chat', 'talk', { agents: ['writer'], options: { manager: 'writer-first', maxRounds: 3 } })
+  const chat = await orch.run('group_chat', 'talk', {
+    agents: ['writer'],
+    options: { manager: 'writer-first', maxRounds: 3, termination: { any: [{ textMention: 'DONE' }, { maxTokens: 10_000 }] } },
+  })
   const planned = await orch.run('dynamic', 'plan it', { options: { planner: 'single' } })
   console.log(chat.termination, planned.steps.length)
+
+  const policy: PolicyDecision[] = result.steps.flatMap((s) => s.policy ?? [])
+  console.log(policy.map((d) => (d.kind === 'fallback' ? `${d.from} -> ${d.to}` : `${d.kind} ${d.agent}`)))
+  const replayed = await orch.replay(result).result()
+  console.log(replayed?.output === result.output, orch.stop(result.runId, 'finished already'))
 
   const session = await orch.getSession(result.sessionId)
   if (session !== null) console.log(session.runs.length, session.state)
