@@ -103,7 +103,7 @@ impl<S: SessionStore> WriteThroughStore<S> {
         }
     }
 
-    fn keep(&self, session: &Session) {
+    fn keep(&self, session: Session) {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         if kept.len() >= MAX_KEPT && !kept.contains_key(&session.id) {
             kept.retain(|_, k| k.at.elapsed() < FRESH_FOR);
@@ -114,7 +114,7 @@ impl<S: SessionStore> WriteThroughStore<S> {
         kept.insert(
             session.id.clone(),
             Kept {
-                session: session.clone(),
+                session,
                 at: Instant::now(),
             },
         );
@@ -152,7 +152,7 @@ impl<S: SessionStore> WriteThroughStore<S> {
         match self.inner.put(&session, expected).await {
             Ok(version) => {
                 session.version = version;
-                self.keep(&session);
+                self.keep(session);
                 Ok(Some(version))
             }
             Err(StoreError::Conflict { .. }) => {
@@ -172,7 +172,7 @@ impl<S: SessionStore> SessionStore for WriteThroughStore<S> {
     async fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
         let found = self.inner.get(id).await?;
         match &found {
-            Some(s) => self.keep(s),
+            Some(s) => self.keep(s.clone()),
             None => self.forget(id),
         }
         Ok(found)
@@ -183,7 +183,7 @@ impl<S: SessionStore> SessionStore for WriteThroughStore<S> {
             Ok(version) => {
                 let mut stored = session.clone();
                 stored.version = version;
-                self.keep(&stored);
+                self.keep(stored);
                 Ok(version)
             }
             Err(e) => {
