@@ -82,6 +82,7 @@ pub fn router(state: AppState) -> Router {
             get(sessions::get_session).delete(sessions::delete_session),
         )
         .route("/patterns", get(patterns::list_patterns))
+        .route("/schemas/events.json", get(routes::schemas::events_schema))
         .route("/agents", get(agents::list_agents))
         .route("/agents/register", post(agents::register_agent))
         .route("/agents/{name}", delete(agents::deregister_agent))

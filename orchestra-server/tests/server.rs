@@ -659,6 +659,26 @@ async fn patterns_agents_and_health_describe_the_service() {
 }
 
 #[tokio::test]
+async fn the_event_schema_is_served_and_describes_every_event() {
+    let server = Server::start("").await;
+    let c = reqwest::Client::new();
+    let (status, schema) = get_json(&c, &server.url("/schemas/events.json")).await;
+    assert_eq!(status, 200);
+    assert_eq!(schema, orchestra_core::event::event_schema());
+    let text = schema.to_string();
+    for t in [
+        "run_started",
+        "agent_delta",
+        "handoff",
+        "plan_created",
+        "budget_exceeded",
+        "run_completed",
+    ] {
+        assert!(text.contains(&format!("\"{t}\"")), "{t}");
+    }
+}
+
+#[tokio::test]
 async fn the_openapi_document_lists_every_route_and_resolves_every_ref() {
     let server = Server::start("").await;
     let c = reqwest::Client::new();
@@ -672,6 +692,7 @@ async fn the_openapi_document_lists_every_route_and_resolves_every_ref() {
         ("/sessions/{session_id}", "get"),
         ("/sessions/{session_id}", "delete"),
         ("/patterns", "get"),
+        ("/schemas/events.json", "get"),
         ("/agents", "get"),
         ("/agents/register", "post"),
         ("/agents/{name}", "delete"),
@@ -682,7 +703,7 @@ async fn the_openapi_document_lists_every_route_and_resolves_every_ref() {
         ("/openapi.json", "get"),
     ];
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 13, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 14, "{:?}", paths.keys().collect::<Vec<_>>());
     for (path, method) in expected {
         assert!(
             doc["paths"][path][method].is_object(),

@@ -7,5 +7,6 @@ pub mod openapi;
 pub mod orchestrate;
 pub mod patterns;
 pub mod runs;
+pub mod schemas;
 pub mod sessions;
 pub mod ui;

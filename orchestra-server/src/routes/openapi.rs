@@ -88,6 +88,7 @@ impl Modify for BearerAuth {
         routes::sessions::get_session,
         routes::sessions::delete_session,
         routes::patterns::list_patterns,
+        routes::schemas::events_schema,
         routes::agents::list_agents,
         routes::agents::register_agent,
         routes::agents::deregister_agent,
