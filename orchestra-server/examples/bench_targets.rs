@@ -7,7 +7,8 @@
 //! then point a load generator at `POST /echo` on the first port and
 //! `POST /orchestrate` on the others (see `scripts/bench-server`). The Redis
 //! target uses a key prefix of its own (`orchestra-bench:{pid}`) whose
-//! sessions expire after five minutes.
+//! sessions expire after a minute (a run makes a session of about 5 KB, so
+//! a benchmark at thousands of runs per second fills Redis quickly).
 
 use axum::{Json, Router, routing::post};
 use orchestra_server::{config::Config, serve_state, state::AppState};
@@ -34,7 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let (Some(redis_addr), Some(redis_url)) = (args.next(), args.next()) {
         let mut config = Config {
             store: redis_url,
-            session_ttl_secs: 300,
+            session_ttl_secs: 60,
             ..Config::default()
         };
         config.redis.prefix = format!("orchestra-bench:{}", std::process::id());
