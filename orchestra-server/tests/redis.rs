@@ -586,3 +586,79 @@ async fn while_redis_is_down_requests_get_503_and_the_server_recovers_when_it_re
     .await;
     assert!(server.is_running());
 }
+
+#[tokio::test]
+async fn a_run_that_keeps_failing_is_dead_lettered_and_a_failed_run_is_a_result() {
+    let svc = AgentService::start().await;
+    let prefix = unique_prefix("dead");
+    let extra = format!(
+        "{}max_deliveries = 2\n\n[[agents]]\nname = \"broken\"\nkind = \"http\"\nurl = \"{}\"\n",
+        queue(1, 300),
+        svc.url("/status/500")
+    );
+    let server = Server::start(&config(SHARED_REDIS, &prefix, &svc, &extra)).await;
+    let c = reqwest::Client::new();
+
+    // An agent failing is how the run ends: recorded once, not retried.
+    let (status, accepted) = post_json(
+        &c,
+        &server.url("/orchestrate"),
+        json!({"pattern": "sequential", "task": "x", "agents": ["broken"], "mode": "async"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    let url = server.url(&format!("/runs/{}", accepted["run_id"].as_str().unwrap()));
+    let run = eventually(WAIT, || {
+        let (c, url) = (c.clone(), url.clone());
+        async move {
+            let (_, run) = get_json(&c, &url).await;
+            (run["status"] == "completed").then_some(run)
+        }
+    })
+    .await;
+    assert_eq!(run["attempts"], 1);
+    assert_eq!(run["result"]["status"], "failed");
+    assert_eq!(run["result"]["error"]["code"], "agent_failed");
+
+    // A queue entry no worker can execute (written straight into the stream,
+    // as another producer might) is retried, then dead-lettered.
+    let out = std::process::Command::new("redis-cli")
+        .args([
+            "-u",
+            SHARED_REDIS,
+            "XADD",
+            &format!("{prefix}:runs:queue"),
+            "*",
+        ])
+        .args([
+            "run_id",
+            "unreadable-1",
+            "request",
+            r#"{"pattern":"sequential"}"#,
+        ])
+        .output()
+        .expect("redis-cli");
+    assert!(out.status.success(), "{out:?}");
+    let url = server.url("/runs/unreadable-1");
+    let run = eventually(WAIT, || {
+        let (c, url) = (c.clone(), url.clone());
+        async move {
+            let (_, run) = get_json(&c, &url).await;
+            (run["status"] == "dead").then_some(run)
+        }
+    })
+    .await;
+    assert_eq!(run["attempts"], 2, "{run}");
+    assert!(
+        run["error"].as_str().unwrap().contains("cannot be read"),
+        "{run}"
+    );
+    let dead = std::process::Command::new("redis-cli")
+        .args(["-u", SHARED_REDIS, "XLEN", &format!("{prefix}:runs:dead")])
+        .output()
+        .expect("redis-cli");
+    assert_eq!(String::from_utf8_lossy(&dead.stdout).trim(), "1");
+    // Its event stream ends (no terminal event: it never ran).
+    let events = read_events(&c, &server.url("/runs/unreadable-1/events"), None).await;
+    assert!(events.is_empty(), "{events:?}");
+}
