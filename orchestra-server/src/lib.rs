@@ -138,11 +138,15 @@ fn cors(config: &Config) -> CorsLayer {
             header::CONTENT_TYPE,
             header::AUTHORIZATION,
             REQUEST_ID.clone(),
+            // Async runs (`Prefer: respond-async`) and resumed event streams.
+            HeaderName::from_static("prefer"),
+            HeaderName::from_static("last-event-id"),
         ])
         .expose_headers([
             REQUEST_ID.clone(),
             HeaderName::from_static("x-orchestra-run-id"),
             HeaderName::from_static("x-orchestra-session-id"),
+            header::LOCATION,
         ])
         .max_age(Duration::from_secs(config.cors.max_age_secs))
 }
