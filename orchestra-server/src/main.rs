@@ -26,7 +26,7 @@ struct Cli {
     /// Address to listen on (default 0.0.0.0:8001).
     #[arg(long)]
     bind: Option<SocketAddr>,
-    /// Session store ("memory").
+    /// Session store: "memory" or a Redis URL ("redis://127.0.0.1:6379/0").
     #[arg(long)]
     store: Option<String>,
     /// Log format: text or json.
