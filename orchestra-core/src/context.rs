@@ -324,6 +324,7 @@ impl RunContext {
         }
         let first_name = first.name().to_owned();
         let mut chain = self.fallbacks(&first_name).into_iter();
+        let mut call = call;
         let mut agent = first;
         let mut attempts = 0u32;
         let mut decisions = Vec::new();
@@ -338,8 +339,18 @@ impl RunContext {
             let mut retry = 0u32;
             let err = loop {
                 attempts += 1;
+                // The last possible attempt may take the conversation instead of copying it.
+                let last = retry >= retry_policy.max_retries && chain.len() == 0;
                 match self
-                    .attempt(index, &agent, &name, &call, timeout, &mut decisions)
+                    .attempt(
+                        index,
+                        &agent,
+                        &name,
+                        &mut call,
+                        last,
+                        timeout,
+                        &mut decisions,
+                    )
                     .await
                 {
                     Ok(output) => {
@@ -530,12 +541,14 @@ impl RunContext {
         decisions.push(decision);
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
         index: u32,
         agent: &AgentRef,
         name: &Arc<str>,
-        call: &Call,
+        call: &mut Call,
+        last: bool,
         timeout: Option<Duration>,
         decisions: &mut Vec<PolicyDecision>,
     ) -> Result<AgentOutput, AgentError> {
@@ -590,7 +603,11 @@ impl RunContext {
         .with_handoff_targets(call.handoff_targets.clone());
         let input = AgentInput {
             task: call.task.clone(),
-            messages: call.messages.clone(),
+            messages: if last {
+                std::mem::take(&mut call.messages)
+            } else {
+                call.messages.clone()
+            },
             session_id: self.p.session_id.clone(),
             run_id: self.p.run_id.clone(),
             state: self.rec().state.clone(),
