@@ -273,6 +273,12 @@ impl RunContext {
         self.rec().transcript.clone()
     }
 
+    /// Runs `f` on this run's transcript without copying it. `f` must not
+    /// call back into this context (the transcript is locked meanwhile).
+    pub(crate) fn with_transcript<R>(&self, f: impl FnOnce(&[Message]) -> R) -> R {
+        f(&self.rec().transcript)
+    }
+
     /// History followed by this run's transcript: what an agent that joins
     /// the conversation now should see.
     pub fn conversation(&self) -> Vec<Message> {

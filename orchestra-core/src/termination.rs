@@ -134,16 +134,18 @@ pub fn check_run(ctx: &RunContext, rounds: u32) -> Option<String> {
         return Some(format!("stopped: {reason}"));
     }
     let t = ctx.limits().termination.as_ref()?;
-    let transcript = ctx.transcript();
     let usage = ctx.usage();
     let elapsed = ctx.limits().timeout.saturating_sub(ctx.remaining());
-    let state = TerminationState {
-        rounds,
-        messages: &transcript,
-        tokens: usage.total_tokens,
-        elapsed,
-    };
-    let reason = t.check_with(&state, &ctx.components().conditions)?;
+    // Checked against the transcript in place: no copy per step.
+    let reason = ctx.with_transcript(|messages| {
+        let state = TerminationState {
+            rounds,
+            messages,
+            tokens: usage.total_tokens,
+            elapsed,
+        };
+        t.check_with(&state, &ctx.components().conditions)
+    })?;
     if let Some(limit) = t.token_budget().filter(|l| usage.total_tokens >= *l) {
         ctx.emit_with(|| EventKind::BudgetExceeded {
             budget: "max_tokens".into(),
