@@ -5,6 +5,10 @@
 //! With the `redis` feature, [`RedisAgentRegistry`] keeps registrations in
 //! Redis with a heartbeat TTL: a service that stops beating drops out of
 //! [`RedisAgentRegistry::list`] by itself, with no one having to clean up.
+//! With the `etcd` feature, [`EtcdAgentRegistry`] keeps them in etcd under
+//! a key prefix, each bound to a lease, and [`EtcdAgentWatch`] follows them
+//! with a watch, so an expired lease drops its agent as soon as etcd
+//! deletes the key.
 //!
 //! ```
 //! use orchestra_core::discovery::AgentRegistration;
@@ -15,6 +19,10 @@
 //! assert!(AgentRegistration::new("bad name", "http", "x").validate().is_err());
 //! ```
 
+#[cfg(feature = "etcd")]
+mod etcd;
+#[cfg(all(feature = "etcd", feature = "test-utils"))]
+mod etcd_test_server;
 #[cfg(feature = "redis")]
 mod redis;
 
@@ -23,6 +31,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+#[cfg(feature = "etcd")]
+pub use etcd::{
+    DEFAULT_PREFIX as ETCD_DEFAULT_PREFIX, EtcdAgentRegistry, EtcdAgentWatch, EtcdConfig,
+    EtcdListing, EtcdRegistration, Lease,
+};
+#[cfg(all(feature = "etcd", feature = "test-utils"))]
+pub use etcd_test_server::EtcdTestServer;
 #[cfg(feature = "redis")]
 pub use redis::{Heartbeat, RedisAgentRegistry};
 
@@ -117,9 +132,12 @@ pub enum DiscoveryError {
     /// The registration is malformed; nothing was stored.
     #[error("invalid agent registration: {0}")]
     InvalidRegistration(String),
-    /// The backing store failed (unreachable Redis is `Unavailable`).
+    /// The backing store failed (unreachable Redis or etcd is `Unavailable`).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The registry is misconfigured (no endpoints, a malformed URL, …).
+    #[error("invalid discovery configuration: {0}")]
+    Config(String),
 }
 
 impl DiscoveryError {
@@ -128,6 +146,7 @@ impl DiscoveryError {
         match self {
             Self::InvalidRegistration(_) => "invalid_registration",
             Self::Store(e) => e.code(),
+            Self::Config(_) => "invalid_config",
         }
     }
 }
