@@ -183,12 +183,15 @@ impl Default for QueueConfig {
     }
 }
 
-/// `[discovery]`: agents registered in Redis next to the configured ones.
+/// `[discovery]`: agents registered in Redis or etcd next to the configured ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DiscoveryConfig {
     /// Read registrations from Redis (Redis store only).
     pub redis: bool,
+    /// `[discovery.etcd]`: read registrations from etcd, watched for changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<EtcdDiscoveryConfig>,
     /// How often the agent set is refreshed from the registry.
     pub refresh_ms: u64,
     /// Heartbeat TTL of `POST /agents/register` when the body sets no `ttl_s`.
@@ -199,8 +202,35 @@ impl Default for DiscoveryConfig {
     fn default() -> Self {
         Self {
             redis: true,
+            etcd: None,
             refresh_ms: 5000,
             default_ttl_secs: 15,
+        }
+    }
+}
+
+/// `[discovery.etcd]`: agent services registered in etcd (v3 API), one key
+/// `{prefix}{name}` per agent, bound to the service's lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EtcdDiscoveryConfig {
+    /// Client URLs of the cluster's members, e.g. `["http://127.0.0.1:2379"]`.
+    pub endpoints: Vec<String>,
+    /// The key prefix registrations live under.
+    pub prefix: String,
+    /// Limit on opening a connection to a member.
+    pub connect_timeout_ms: u64,
+    /// Limit on one etcd request (the watch itself stays open).
+    pub request_timeout_ms: u64,
+}
+
+impl Default for EtcdDiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            endpoints: vec!["http://127.0.0.1:2379".into()],
+            prefix: "/orchestra/agents/".into(),
+            connect_timeout_ms: 1000,
+            request_timeout_ms: 3000,
         }
     }
 }
@@ -413,6 +443,27 @@ impl Config {
             }
         }
         self.store_kind()?;
+        if let Some(etcd) = &self.discovery.etcd {
+            if etcd.endpoints.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "discovery.etcd.endpoints must list at least one URL".into(),
+                ));
+            }
+            if let Some(bad) = etcd
+                .endpoints
+                .iter()
+                .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "discovery.etcd.endpoints: '{bad}' must start with http:// or https://"
+                )));
+            }
+            if etcd.prefix.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "discovery.etcd.prefix must not be empty".into(),
+                ));
+            }
+        }
         if self.discovery.refresh_ms == 0 {
             return Err(ConfigError::Invalid(
                 "discovery.refresh_ms must be positive".into(),
@@ -508,6 +559,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn etcd_discovery_is_off_unless_configured_and_checked_when_it_is() {
+        assert_eq!(Config::default().discovery.etcd, None);
+        let c = Config::from_toml_str(
+            "[discovery.etcd]\nendpoints = [\"http://10.0.0.5:2379\"]\n",
+        )
+        .unwrap();
+        let etcd = c.discovery.etcd.unwrap();
+        assert_eq!(etcd.prefix, "/orchestra/agents/");
+        assert_eq!(etcd.endpoints, ["http://10.0.0.5:2379"]);
+        let e = Config::from_toml_str("[discovery.etcd]\nendpoints = [\"10.0.0.5:2379\"]\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("http://"), "{e}");
+        let e = Config::from_toml_str("[discovery.etcd]\nendpoint = \"x\"\n").unwrap_err();
+        assert!(e.to_string().contains("endpoint"), "{e}");
     }
 
     #[test]

@@ -212,14 +212,23 @@ impl AgentDescriptor {
 
 /// A source of agents.
 ///
-/// Implemented by [`StaticDiscovery`], [`RedisDiscovery`] and
-/// [`MergedDiscovery`]. `discover` may be called repeatedly (at start-up and
-/// on refresh) and concurrently, and returns the full current set.
+/// Implemented by [`StaticDiscovery`], [`RedisDiscovery`],
+/// [`EtcdDiscovery`](crate::etcd::EtcdDiscovery) and [`MergedDiscovery`].
+/// `discover` may be called repeatedly (at start-up and on refresh) and
+/// concurrently, and returns the full current set.
 #[async_trait]
 pub trait Discovery: Send + Sync {
     /// A short name for logs and health output.
     fn name(&self) -> &str;
     async fn discover(&self) -> Result<Vec<AgentDescriptor>, DiscoveryError>;
+
+    /// Resolves when the source knows its set changed, so the server
+    /// refreshes at once instead of at the next `discovery.refresh_ms` tick.
+    /// Sources that are not watched never resolve (the periodic refresh
+    /// covers them). One caller at a time.
+    async fn changed(&self) {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Agents listed in the configuration, plus the demo agents when enabled.
@@ -369,6 +378,11 @@ impl Discovery for MergedDiscovery {
         }
         Ok(all)
     }
+
+    async fn changed(&self) {
+        let sources = std::iter::once(&self.primary).chain(&self.secondary);
+        futures::future::select_all(sources.map(|s| s.changed())).await;
+    }
 }
 
 /// Builds the agent a descriptor describes. `client` is shared by all HTTP
@@ -437,7 +451,9 @@ pub struct AgentListing {
     pub name: String,
     pub kind: String,
     pub description: String,
-    /// Which discovery source found it: "config", "redis" or "builtin" (demo agents).
+    /// Which discovery source found it: "config", "redis", "etcd" or
+    /// "builtin" (demo agents).
+    #[schema(value_type = AgentSource)]
     pub source: String,
     /// What a registered service says it can do.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -453,6 +469,20 @@ pub struct AgentListing {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub circuit: Option<orchestra_core::CircuitStatus>,
+}
+
+/// Where a listed agent came from (the values of [`AgentListing::source`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentSource {
+    /// `[[agents]]` in the configuration.
+    Config,
+    /// Registered in Redis with a heartbeat TTL (`POST /agents/register`).
+    Redis,
+    /// Registered in etcd under `discovery.etcd.prefix` with a lease.
+    Etcd,
+    /// A built-in demo agent.
+    Builtin,
 }
 
 /// The descriptors of the registered agents, for listings and probes.

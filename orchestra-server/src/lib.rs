@@ -9,7 +9,8 @@
 //! - [`serve`]: runs a router on a listener with graceful shutdown.
 //! - [`config`]: TOML + `ORCHESTRA_*` environment + CLI configuration.
 //! - [`state`]: [`AppState`](state::AppState), shared by handlers.
-//! - [`discovery`]: where agents come from ([`Discovery`](discovery::Discovery)).
+//! - [`discovery`]: where agents come from ([`Discovery`](discovery::Discovery));
+//!   [`etcd`]: agents registered in etcd, followed by a watch.
 //! - [`demo`]: built-in demo agents for a fresh machine.
 //! - [`error`]: [`ApiError`](error::ApiError) and the JSON extractor.
 //! - [`worker`]: queue workers executing `"mode": "async"` runs (Redis store).
@@ -32,6 +33,7 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod error;
+pub mod etcd;
 pub mod metrics;
 pub mod policy;
 pub mod routes;

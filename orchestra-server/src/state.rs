@@ -138,15 +138,18 @@ impl AppState {
     pub async fn from_config(config: Config) -> Result<Self, StartupError> {
         let redis = RedisBackend::from_config(&config)?;
         let configured: Arc<dyn Discovery> = Arc::new(StaticDiscovery::from_config(&config));
-        let discovery: Arc<dyn Discovery> = match &redis {
-            Some(r) if config.discovery.redis => {
-                let registry = r.registry(Duration::from_secs(config.discovery.default_ttl_secs));
-                Arc::new(MergedDiscovery::new(
-                    configured,
-                    vec![Arc::new(RedisDiscovery::new(registry))],
-                ))
-            }
-            _ => configured,
+        let mut registries: Vec<Arc<dyn Discovery>> = Vec::new();
+        if let Some(r) = redis.as_ref().filter(|_| config.discovery.redis) {
+            let registry = r.registry(Duration::from_secs(config.discovery.default_ttl_secs));
+            registries.push(Arc::new(RedisDiscovery::new(registry)));
+        }
+        if let Some(etcd) = &config.discovery.etcd {
+            registries.push(Arc::new(crate::etcd::EtcdDiscovery::from_config(etcd)?));
+        }
+        let discovery: Arc<dyn Discovery> = if registries.is_empty() {
+            configured
+        } else {
+            Arc::new(MergedDiscovery::new(configured, registries))
         };
         Self::build(config, discovery, redis).await
     }
@@ -269,7 +272,8 @@ impl AppState {
         }
     }
 
-    /// Refreshes the agents every `discovery.refresh_ms` until `stop` fires.
+    /// Refreshes the agents every `discovery.refresh_ms`, and at once when
+    /// a watched source reports a change, until `stop` fires.
     pub async fn refresh_loop(self, stop: CancellationToken) {
         let every = Duration::from_millis(self.config.discovery.refresh_ms.max(1));
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -278,6 +282,7 @@ impl AppState {
             tokio::select! {
                 () = stop.cancelled() => break,
                 _ = ticker.tick() => self.refresh_agents().await,
+                () = self.discovery.changed() => self.refresh_agents().await,
             }
         }
     }

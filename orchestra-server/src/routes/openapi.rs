@@ -25,7 +25,7 @@ use utoipa::{
 };
 
 use crate::{
-    discovery::AgentListing,
+    discovery::{AgentListing, AgentSource},
     error::{ErrorBody, ErrorDetail},
     routes::{
         self,
@@ -100,7 +100,7 @@ impl Modify for BearerAuth {
     ),
     components(schemas(
         ErrorBody, ErrorDetail, SessionList, PatternList, PatternListing, AgentList, AgentListing,
-        RegisterBody, Registered, Accepted,
+        AgentSource, RegisterBody, Registered, Accepted,
         Health, StoreHealth, RunRequestSchema, RunResultSchema, SessionSchema,
         SessionSummarySchema, OrchestrationEventSchema,
     )),
