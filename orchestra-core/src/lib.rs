@@ -13,6 +13,8 @@
 //! - [`session`]: [`SessionStore`], [`MemoryStore`], optimistic versioning.
 //! - [`policy`]: limits, retries, fallbacks, circuit breakers, bulkheads.
 //! - [`error`]: one error enum per layer, each with stable codes.
+//! - `agents::queue` and `worker` (features `redis` / `nats`): agents served
+//!   by workers behind Redis Streams or NATS.
 //! - `llm` (feature `http-agents`): the `ChatModel` trait, `LlmAgent`, `LlmManager`, `LlmPlanner`.
 //!
 //! ## Quick start
@@ -59,6 +61,8 @@ pub mod run;
 pub mod session;
 pub mod telemetry;
 pub mod termination;
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub mod worker;
 
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;

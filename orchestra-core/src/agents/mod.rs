@@ -1,5 +1,6 @@
 //! Agents that live outside the process: generic HTTP agent services,
-//! OpenAI-compatible chat models, and A2A peers (feature `http-agents`).
+//! OpenAI-compatible chat models, and A2A peers (feature `http-agents`), and
+//! agents served by workers behind a queue (features `redis` / `nats`).
 
 #[cfg(feature = "http-agents")]
 pub mod a2a;
@@ -7,3 +8,5 @@ pub mod a2a;
 pub mod http;
 #[cfg(feature = "http-agents")]
 pub mod openai;
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub mod queue;

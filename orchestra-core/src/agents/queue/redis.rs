@@ -1,0 +1,619 @@
+//! Queue agents on Redis Streams.
+//!
+//! # Key layout
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `{prefix}:agentq:{agent}:requests` | stream + consumer group `workers` | one entry per request: `id`, `reply` (the reply list), `request` (JSON) |
+//! | `{prefix}:agentq:wait:{id}` | string | present while the caller waits for request `id`; expires with the call's time limit |
+//! | `{prefix}:agentq:replies:{instance}` | list | replies for one orchestrator instance, `{id}\n{reply JSON}` each |
+//!
+//! The caller sets the wait marker and adds the entry in one script, then
+//! waits for its reply, which one background task per transport pops from
+//! the instance's reply list (`BRPOP` on a connection of its own) and hands
+//! to the waiting call. When the call times out or is cancelled, it deletes
+//! its wait marker. A worker only starts a request whose marker exists, and
+//! only pushes a reply while it does (checked in the same script that acks
+//! the entry); a reply that still arrives for a call no longer waiting is
+//! dropped by the listener. Late replies are never applied.
+//!
+//! Workers read with `XREADGROUP`, touch the entry they work on every
+//! `claim_idle / 3` (`XCLAIM … JUSTID`), and every `claim_idle / 2` take over
+//! entries idle for longer than `claim_idle` (`XAUTOCLAIM`): those of a
+//! worker that died.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use redis::{
+    Script,
+    aio::ConnectionManager,
+    streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply},
+};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    AbortOnDrop, Delivery, Handler, QueueAgentError, QueueConfig, Transport, handler_reply,
+    spawn_handler, wire::AgentReply,
+};
+use crate::{
+    error::{AgentError, StoreError},
+    session::{RedisLink, RedisStore, RedisStoreConfig},
+};
+
+/// The consumer group every worker of an agent joins.
+const GROUP: &str = "workers";
+
+/// How long a reply list outlives its last reply, so the lists of instances
+/// that went away expire.
+const REPLY_LIST_TTL: Duration = Duration::from_secs(300);
+
+/// Extra life of a wait marker past the call's limit, for clock-free slack.
+const WAIT_GRACE: Duration = Duration::from_secs(1);
+
+/// KEYS: wait marker, request stream. ARGV: reply list, marker ttl ms,
+/// request id, request JSON.
+static ENQUEUE_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+return redis.call('XADD', KEYS[2], '*', 'id', ARGV[3], 'reply', ARGV[1], 'request', ARGV[4])
+",
+    )
+});
+
+/// Before a worker starts: drops (acks and deletes) an entry nobody waits
+/// for. KEYS: wait marker, stream. ARGV: group, entry id. Returns 1 to work.
+static START_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[2], ARGV[2])
+return 0
+",
+    )
+});
+
+/// After the handler: pushes the reply if the caller still waits, then acks
+/// and deletes the entry. KEYS: wait marker, stream, reply list. ARGV:
+/// group, entry id, reply, reply list ttl ms. Returns 1 if delivered.
+static FINISH_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local delivered = 0
+if redis.call('DEL', KEYS[1]) == 1 then
+  redis.call('LPUSH', KEYS[3], ARGV[3])
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+  delivered = 1
+end
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[2], ARGV[2])
+return delivered
+",
+    )
+});
+
+type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>>;
+
+pub(crate) struct RedisTransport {
+    link: RedisLink,
+    config: QueueConfig,
+    /// This instance's reply list.
+    replies: String,
+    waiting: Waiters,
+    /// The reply listener, started by the first call.
+    listener: Mutex<Option<AbortOnDrop<()>>>,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().clamp(1, u128::from(u64::MAX)) as u64
+}
+
+fn unavailable(e: StoreError) -> QueueAgentError {
+    QueueAgentError::Unavailable(e.to_string())
+}
+
+impl RedisTransport {
+    pub(crate) fn connect(url: &str, config: &QueueConfig) -> Result<Self, QueueAgentError> {
+        let store = RedisStore::connect_lazy(
+            url,
+            RedisStoreConfig::default().prefix(config.prefix.clone()),
+        )
+        .map_err(|e| QueueAgentError::InvalidUrl {
+            url: super::redact(url),
+            reason: e.to_string(),
+        })?;
+        let link = store.link().clone();
+        let instance = uuid::Uuid::new_v4().simple().to_string();
+        Ok(Self {
+            replies: link.key(&format!("agentq:replies:{instance}")),
+            link,
+            config: config.clone(),
+            waiting: Arc::default(),
+            listener: Mutex::new(None),
+        })
+    }
+
+    fn stream_key(&self, agent: &str) -> String {
+        self.link.key(&format!("agentq:{agent}:requests"))
+    }
+
+    fn wait_key(&self, request_id: &str) -> String {
+        self.link.key(&format!("agentq:wait:{request_id}"))
+    }
+
+    fn ensure_listener(&self) -> Result<(), AgentError> {
+        let mut listener = self.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if listener.as_ref().is_some_and(|l| !l.0.is_finished()) {
+            return Ok(());
+        }
+        let conn = self
+            .link
+            .dedicated(self.config.block)
+            .map_err(|e| AgentError::Transport(e.to_string()))?;
+        let task = tokio::spawn(listen(
+            self.link.clone(),
+            conn,
+            self.replies.clone(),
+            self.waiting.clone(),
+            self.config.block,
+        ));
+        *listener = Some(AbortOnDrop(task));
+        Ok(())
+    }
+}
+
+/// Pops replies for this instance and hands each to its waiting call;
+/// replies for calls no longer waiting are dropped here.
+async fn listen(
+    link: RedisLink,
+    conn: ConnectionManager,
+    key: String,
+    waiting: Waiters,
+    block: Duration,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut c = conn.clone();
+        let popped: Result<Option<(String, Vec<u8>)>, StoreError> = link
+            .call_within(
+                link.config.op_timeout() + block,
+                "wait for replies",
+                redis::cmd("BRPOP")
+                    .arg(&key)
+                    .arg(block.as_secs_f64())
+                    .query_async(&mut c),
+            )
+            .await;
+        match popped {
+            Ok(Some((_, item))) => {
+                backoff = Duration::from_millis(100);
+                let Some(split) = item.iter().position(|b| *b == b'\n') else {
+                    tracing::warn!("skipping a malformed queue reply");
+                    continue;
+                };
+                let id = String::from_utf8_lossy(&item[..split]).into_owned();
+                let waiter = waiting
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                match waiter {
+                    Some(tx) => {
+                        // The call may have given up in between: then the
+                        // reply is dropped with the channel.
+                        let _ = tx.send(item[split + 1..].to_vec());
+                    }
+                    None => {
+                        tracing::debug!(request_id = %id, "late reply discarded");
+                    }
+                }
+            }
+            Ok(None) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                tracing::warn!(error = %e, ?backoff, "cannot read queue replies; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Stops waiting for a request when the call ends in any way: removes the
+/// waiter and deletes the wait marker, so the reply is never applied.
+struct WaitGuard {
+    waiting: Waiters,
+    request_id: String,
+    link: RedisLink,
+    wait_key: String,
+    answered: bool,
+}
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.request_id);
+        if self.answered {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let link = self.link.clone();
+            let key = std::mem::take(&mut self.wait_key);
+            rt.spawn(async move {
+                let mut conn = link.conn.clone();
+                let r: Result<i64, StoreError> = link
+                    .call(
+                        "abandon request",
+                        redis::cmd("DEL").arg(&key).query_async(&mut conn),
+                    )
+                    .await;
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "could not delete the wait marker; it expires");
+                }
+            });
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for RedisTransport {
+    async fn call(
+        &self,
+        agent: &str,
+        request_id: &str,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, AgentError> {
+        self.ensure_listener()?;
+        let (tx, rx) = oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(request_id.to_owned(), tx);
+        let mut guard = WaitGuard {
+            waiting: self.waiting.clone(),
+            request_id: request_id.to_owned(),
+            link: self.link.clone(),
+            wait_key: self.wait_key(request_id),
+            answered: false,
+        };
+        let mut conn = self.link.conn.clone();
+        let mut inv = ENQUEUE_SCRIPT.key(self.wait_key(request_id));
+        inv.key(self.stream_key(agent))
+            .arg(&self.replies)
+            .arg(ms(timeout + WAIT_GRACE))
+            .arg(request_id)
+            .arg(payload);
+        let _entry: String = self
+            .link
+            .call("queue request", inv.invoke_async(&mut conn))
+            .await
+            .map_err(|e| AgentError::Transport(e.to_string()))?;
+        tracing::debug!(agent, request_id, "request queued");
+        match rx.await {
+            Ok(reply) => {
+                guard.answered = true;
+                Ok(reply)
+            }
+            Err(_) => Err(AgentError::Transport(
+                "the reply listener stopped".to_owned(),
+            )),
+        }
+    }
+
+    async fn serve(
+        &self,
+        agent: &str,
+        worker: &str,
+        handler: Handler,
+        stop: CancellationToken,
+        ready: oneshot::Sender<()>,
+    ) -> Result<(), QueueAgentError> {
+        let w = RedisWorker {
+            t: self,
+            stream: self.stream_key(agent),
+            consumer: worker.to_owned(),
+            handler,
+        };
+        w.ensure_group().await.map_err(unavailable)?;
+        let _ = ready.send(());
+        w.run(stop).await
+    }
+
+    async fn ping(&self) -> Result<(), QueueAgentError> {
+        let mut conn = self.link.conn.clone();
+        let _: String = self
+            .link
+            .call("ping", redis::cmd("PING").query_async(&mut conn))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+struct RedisWorker<'a> {
+    t: &'a RedisTransport,
+    stream: String,
+    consumer: String,
+    handler: Handler,
+}
+
+/// One entry taken from the stream.
+struct Entry {
+    entry_id: String,
+    request_id: String,
+    reply: String,
+    payload: Vec<u8>,
+    deliveries: u32,
+}
+
+impl RedisWorker<'_> {
+    async fn run(&self, stop: CancellationToken) -> Result<(), QueueAgentError> {
+        let cfg = &self.t.config;
+        let blocking = self.t.link.dedicated(cfg.block).map_err(unavailable)?;
+        let claim_every = (cfg.claim_idle / 2).max(Duration::from_millis(50));
+        let mut next_claim = tokio::time::Instant::now();
+        let mut cursor = "0-0".to_owned();
+        let mut group_ready = true;
+        let mut backoff = Duration::from_millis(100);
+        tracing::info!(stream = %self.stream, consumer = %self.consumer, "queue worker started");
+        while !stop.is_cancelled() {
+            let step = async {
+                if !group_ready {
+                    self.ensure_group().await?;
+                    group_ready = true;
+                }
+                let now = tokio::time::Instant::now();
+                let entry = if now >= next_claim {
+                    match self.reclaim(&mut cursor).await? {
+                        Some(e) => Some(e),
+                        None if cursor != "0-0" => None,
+                        None => {
+                            next_claim = now + claim_every;
+                            self.read_new(&blocking).await?
+                        }
+                    }
+                } else {
+                    self.read_new(&blocking).await?
+                };
+                if let Some(e) = entry {
+                    self.process(e).await?;
+                }
+                Ok::<(), StoreError>(())
+            };
+            match step.await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    if matches!(&e, StoreError::Backend(m) if m.contains("NOGROUP")) {
+                        group_ready = false;
+                    }
+                    tracing::warn!(consumer = %self.consumer, error = %e, ?backoff, "queue worker cannot reach Redis; retrying");
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        // Everything taken was answered: leave the group tidy.
+        let mut conn = self.t.link.conn.clone();
+        let removed: Result<i64, StoreError> = self
+            .t
+            .link
+            .call(
+                "delete consumer",
+                redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&self.stream)
+                    .arg(GROUP)
+                    .arg(&self.consumer)
+                    .query_async(&mut conn),
+            )
+            .await;
+        if let Err(e) = removed {
+            tracing::debug!(consumer = %self.consumer, error = %e, "could not remove the consumer");
+        }
+        tracing::info!(consumer = %self.consumer, "queue worker stopped");
+        Ok(())
+    }
+
+    async fn ensure_group(&self) -> Result<(), StoreError> {
+        let mut conn = self.t.link.conn.clone();
+        let created: Result<(), StoreError> = self
+            .t
+            .link
+            .call(
+                "create group",
+                redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(&self.stream)
+                    .arg(GROUP)
+                    .arg("0")
+                    .arg("MKSTREAM")
+                    .query_async(&mut conn),
+            )
+            .await;
+        match created {
+            Err(StoreError::Backend(msg)) if msg.contains("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn read_new(&self, blocking: &ConnectionManager) -> Result<Option<Entry>, StoreError> {
+        let mut conn = blocking.clone();
+        let cfg = &self.t.config;
+        let limit = self.t.link.config.op_timeout() + cfg.block;
+        let reply: Option<StreamReadReply> = self
+            .t
+            .link
+            .call_within(
+                limit,
+                "read requests",
+                redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(GROUP)
+                    .arg(&self.consumer)
+                    .arg("COUNT")
+                    .arg(1)
+                    .arg("BLOCK")
+                    .arg(ms(cfg.block))
+                    .arg("STREAMS")
+                    .arg(&self.stream)
+                    .arg(">")
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(reply
+            .and_then(|r| r.keys.into_iter().next()?.ids.into_iter().next())
+            .map(|e| entry(e, 1)))
+    }
+
+    /// Takes over one entry idle longer than `claim_idle`, scanning the
+    /// pending list from `cursor` ("0-0" = wrapped around).
+    async fn reclaim(&self, cursor: &mut String) -> Result<Option<Entry>, StoreError> {
+        let mut conn = self.t.link.conn.clone();
+        let link = &self.t.link;
+        let reply: StreamAutoClaimReply = link
+            .call(
+                "reclaim",
+                redis::cmd("XAUTOCLAIM")
+                    .arg(&self.stream)
+                    .arg(GROUP)
+                    .arg(&self.consumer)
+                    .arg(ms(self.t.config.claim_idle))
+                    .arg(cursor.as_str())
+                    .arg("COUNT")
+                    .arg(1)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        *cursor = reply.next_stream_id;
+        let Some(claimed) = reply.claimed.into_iter().next() else {
+            return Ok(None);
+        };
+        let pending: StreamPendingCountReply = link
+            .call(
+                "pending",
+                redis::cmd("XPENDING")
+                    .arg(&self.stream)
+                    .arg(GROUP)
+                    .arg(&claimed.id)
+                    .arg(&claimed.id)
+                    .arg(1)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let deliveries = pending
+            .ids
+            .first()
+            .map_or(2, |p| u32::try_from(p.times_delivered).unwrap_or(u32::MAX));
+        tracing::info!(consumer = %self.consumer, entry = %claimed.id, deliveries, "reclaimed a request its worker abandoned");
+        Ok(Some(entry(claimed, deliveries)))
+    }
+
+    async fn process(&self, e: Entry) -> Result<(), StoreError> {
+        let link = &self.t.link;
+        let cfg = &self.t.config;
+        let wait_key = self.t.wait_key(&e.request_id);
+        let mut conn = link.conn.clone();
+        let mut inv = START_SCRIPT.key(&wait_key);
+        inv.key(&self.stream).arg(GROUP).arg(&e.entry_id);
+        let start: i64 = link
+            .call("start request", inv.invoke_async(&mut conn))
+            .await?;
+        if start == 0 {
+            tracing::debug!(request_id = %e.request_id, "nobody waits for this request any more; dropped");
+            return Ok(());
+        }
+        let reply = if e.deliveries > cfg.max_deliveries {
+            tracing::warn!(request_id = %e.request_id, deliveries = e.deliveries, "request abandoned by too many workers; answering with an error");
+            AgentReply::failure(
+                format!(
+                    "the request was abandoned by its worker {} times",
+                    e.deliveries - 1
+                ),
+                false,
+            )
+            .encode()
+        } else {
+            let mut task = spawn_handler(
+                &self.handler,
+                Delivery {
+                    request_id: e.request_id.clone(),
+                    payload: e.payload,
+                    attempt: e.deliveries,
+                },
+            );
+            let touch_every = (cfg.claim_idle / 3).max(Duration::from_millis(20));
+            let mut ticker =
+                tokio::time::interval_at(tokio::time::Instant::now() + touch_every, touch_every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let joined = loop {
+                tokio::select! {
+                    joined = &mut task.0 => break joined,
+                    _ = ticker.tick() => self.touch(&e.entry_id).await,
+                }
+            };
+            handler_reply(joined)
+        };
+        let mut item = Vec::with_capacity(e.request_id.len() + 1 + reply.len());
+        item.extend_from_slice(e.request_id.as_bytes());
+        item.push(b'\n');
+        item.extend_from_slice(&reply);
+        let mut inv = FINISH_SCRIPT.key(&wait_key);
+        inv.key(&self.stream)
+            .key(&e.reply)
+            .arg(GROUP)
+            .arg(&e.entry_id)
+            .arg(item)
+            .arg(ms(REPLY_LIST_TTL));
+        let delivered: i64 = link
+            .call("answer request", inv.invoke_async(&mut conn))
+            .await?;
+        if delivered == 0 {
+            tracing::debug!(request_id = %e.request_id, "the caller gave up; reply discarded");
+        }
+        Ok(())
+    }
+
+    /// Resets the entry's idle time so no other worker reclaims it.
+    async fn touch(&self, entry_id: &str) {
+        let mut conn = self.t.link.conn.clone();
+        let kept: Result<Vec<String>, StoreError> = self
+            .t
+            .link
+            .call(
+                "keep claim",
+                redis::cmd("XCLAIM")
+                    .arg(&self.stream)
+                    .arg(GROUP)
+                    .arg(&self.consumer)
+                    .arg(0)
+                    .arg(entry_id)
+                    .arg("JUSTID")
+                    .query_async(&mut conn),
+            )
+            .await;
+        if let Err(e) = kept {
+            tracing::warn!(entry = entry_id, error = %e, "could not keep the claim on a request");
+        }
+    }
+}
+
+fn entry(e: StreamId, deliveries: u32) -> Entry {
+    Entry {
+        request_id: e.get("id").unwrap_or_default(),
+        reply: e.get("reply").unwrap_or_default(),
+        payload: e.get("request").unwrap_or_default(),
+        entry_id: e.id,
+        deliveries,
+    }
+}
