@@ -242,6 +242,9 @@ async fn a_run_that_keeps_failing_is_dead_lettered_after_n_deliveries() {
     .await;
     let run_id = queue.submit(&json!({"task": "doomed"})).await.unwrap();
     let ok_id = queue.submit(&json!({"task": "fine"})).await.unwrap();
+    let stats = queue.stats().await.unwrap();
+    assert_eq!((stats.depth, stats.pending, stats.dead_letters), (2, 0, 0));
+    assert_eq!(stats.waiting(), 2);
     let calls: Counts = Arc::default();
     let stop = CancellationToken::new();
     let worker = tokio::spawn({
@@ -294,6 +297,8 @@ async fn a_run_that_keeps_failing_is_dead_lettered_after_n_deliveries() {
     assert_eq!(dead[0].run_id, run_id);
     assert_eq!(dead[0].deliveries, 3);
     assert_eq!(dead[0].request, json!({"task": "doomed"}));
+    let stats = queue.stats().await.unwrap();
+    assert_eq!((stats.depth, stats.pending, stats.dead_letters), (0, 0, 1));
     assert_eq!(
         queue.status(&ok_id).await.unwrap().unwrap().status,
         QueuedRunStatus::Completed

@@ -15,6 +15,15 @@
 //! | `orchestra_store_operation_duration_seconds` | histogram | store, op, outcome |
 //! | `orchestra_http_requests_total` | counter | method, route, status |
 //! | `orchestra_http_request_duration_seconds` | histogram | method, route |
+//! | `orchestra_queue_depth` | gauge (read at scrape) | |
+//! | `orchestra_queue_pending` | gauge (read at scrape) | |
+//! | `orchestra_queue_dead_letters` | gauge (read at scrape) | |
+//! | `orchestra_queue_runs_enqueued_total` | counter | |
+//! | `orchestra_queue_runs_completed_total` | counter | status |
+//! | `orchestra_queue_attempts_failed_total` | counter | |
+//!
+//! The queue gauges describe the shared queue (every instance reports the
+//! same values); the queue counters count what this instance did.
 
 use std::{sync::OnceLock, time::Instant};
 
@@ -101,6 +110,55 @@ fn describe() {
         metrics::Unit::Seconds,
         "HTTP request latency until the response head, by method and route."
     );
+    metrics::describe_gauge!(
+        "orchestra_queue_depth",
+        "Runs in the shared run queue: waiting for a worker or being executed."
+    );
+    metrics::describe_gauge!(
+        "orchestra_queue_pending",
+        "Queued runs delivered to a worker and not finished yet."
+    );
+    metrics::describe_gauge!(
+        "orchestra_queue_dead_letters",
+        "Runs in the dead-letter stream."
+    );
+    metrics::describe_counter!(
+        "orchestra_queue_runs_enqueued_total",
+        "Runs this instance put on the run queue."
+    );
+    metrics::describe_counter!(
+        "orchestra_queue_runs_completed_total",
+        "Queued runs this instance's workers finished, by the run's status."
+    );
+    metrics::describe_counter!(
+        "orchestra_queue_attempts_failed_total",
+        "Attempts at a queued run that failed on this instance (retried later or dead-lettered)."
+    );
+}
+
+/// Sets the queue gauges from a fresh reading.
+pub fn record_queue_stats(stats: &orchestra_core::queue::QueueStats) {
+    metrics::gauge!("orchestra_queue_depth").set(stats.depth as f64);
+    metrics::gauge!("orchestra_queue_pending").set(stats.pending as f64);
+    metrics::gauge!("orchestra_queue_dead_letters").set(stats.dead_letters as f64);
+}
+
+/// Counts a run put on the queue.
+pub fn queue_enqueued() {
+    metrics::counter!("orchestra_queue_runs_enqueued_total").increment(1);
+}
+
+/// Counts how one attempt at a queued run ended: a result (labelled by the
+/// run's status) or an error.
+pub fn queue_attempt<E>(outcome: &Result<serde_json::Value, E>) {
+    match outcome {
+        Ok(result) => {
+            let status = result["status"].as_str().unwrap_or("unknown").to_owned();
+            metrics::counter!("orchestra_queue_runs_completed_total", "status" => status)
+                .increment(1);
+        }
+        Err(_) => metrics::counter!("orchestra_queue_attempts_failed_total").increment(1),
+    }
 }
 
 /// Records what one event says about agents and runs.

@@ -51,7 +51,14 @@ pub fn spawn_workers(state: &AppState, stop: &CancellationToken) -> Vec<JoinHand
             let state = state.clone();
             let stop = stop.clone();
             tokio::spawn(async move {
-                let handler = move |job: RunJob| execute(state.clone(), job);
+                let handler = move |job: RunJob| {
+                    let state = state.clone();
+                    async move {
+                        let outcome = execute(state, job).await;
+                        crate::metrics::queue_attempt(&outcome);
+                        outcome
+                    }
+                };
                 if let Err(e) = queue.run_worker(handler, stop).await {
                     tracing::error!(error = %e, "queue worker stopped with an error");
                 }

@@ -748,4 +748,15 @@ async fn the_openapi_document_lists_every_route_and_resolves_every_ref() {
         assert!(schemas.contains_key(name), "dangling $ref to {name}");
     }
     assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
+    // The request bodies of both run routes include the `mode` the server reads.
+    let mode = &schemas["OrchestrateRequest"]["properties"]["mode"];
+    assert_eq!(mode["enum"], json!(["sync", "async"]), "{mode}");
+    assert!(schemas["OrchestrateRequest"]["properties"]["task"].is_object());
+    for path in ["/orchestrate", "/orchestrate/stream"] {
+        let body = &doc["paths"][path]["post"]["requestBody"]["content"]["application/json"];
+        assert_eq!(
+            body["schema"]["$ref"], "#/components/schemas/OrchestrateRequest",
+            "{path}: {body}"
+        );
+    }
 }

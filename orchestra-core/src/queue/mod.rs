@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 #[cfg(feature = "redis")]
-pub use redis::{DeadLetter, EventWriter, RedisRunQueue, RunEventStream, RunJob, RunQueueConfig};
+pub use redis::{
+    DeadLetter, EventWriter, QueueStats, RedisRunQueue, RunEventStream, RunJob, RunQueueConfig,
+};
 
 use crate::error::StoreError;
 

@@ -219,6 +219,20 @@ return 1
 });
 
 /// Moves an entry to the dead-letter stream. KEYS: record, done, queue, dead,
+/// Counts for monitoring in one round trip. KEYS: queue, dead-letter
+/// stream. ARGV: group. A group not created yet has nothing pending.
+static STATS_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local depth = redis.call('XLEN', KEYS[1])
+local pending = 0
+local ok, summary = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1])
+if ok and type(summary) == 'table' and summary[1] then pending = summary[1] end
+return {depth, pending, redis.call('XLEN', KEYS[2])}
+",
+    )
+});
+
 /// events. ARGV: group, entry id, run id, request, error, deliveries, now,
 /// ttl ms, events maxlen, events ttl ms.
 static DEAD_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
@@ -310,6 +324,25 @@ pub struct DeadLetter {
     pub request: Value,
     pub error: String,
     pub deliveries: u32,
+}
+
+/// How full the queue is, for monitoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct QueueStats {
+    /// Runs in the queue stream: waiting for a worker or being executed.
+    pub depth: u64,
+    /// Of those, runs delivered to a worker and not yet finished (being
+    /// executed, or waiting to be retried or reclaimed).
+    pub pending: u64,
+    /// Runs in the dead-letter stream.
+    pub dead_letters: u64,
+}
+
+impl QueueStats {
+    /// Runs no worker has taken yet.
+    pub fn waiting(&self) -> u64 {
+        self.depth.saturating_sub(self.pending)
+    }
 }
 
 /// The events of a run, ending after its last one.
@@ -441,6 +474,22 @@ impl RedisRunQueue {
             return Ok(None);
         }
         parse_record(run_id, &fields).map(Some)
+    }
+
+    /// Queue depth, pending deliveries and dead letters, read at once.
+    pub async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let mut conn = self.link.conn.clone();
+        let mut inv = STATS_SCRIPT.key(self.queue_key());
+        inv.key(self.dead_key()).arg(&self.config.group);
+        let (depth, pending, dead_letters): (u64, u64, u64) = self
+            .link
+            .call("queue stats", inv.invoke_async(&mut conn))
+            .await?;
+        Ok(QueueStats {
+            depth,
+            pending,
+            dead_letters,
+        })
     }
 
     /// Up to `limit` dead-lettered runs, oldest first.

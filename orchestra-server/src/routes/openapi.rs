@@ -56,6 +56,7 @@ macro_rules! core_schema {
 }
 
 core_schema!(RunRequestSchema, "RunRequest");
+core_schema!(OrchestrateRequestSchema, "OrchestrateRequest");
 core_schema!(RunResultSchema, "RunResult");
 core_schema!(SessionSchema, "Session");
 core_schema!(SessionSummarySchema, "SessionSummary");
@@ -101,7 +102,7 @@ impl Modify for BearerAuth {
     components(schemas(
         ErrorBody, ErrorDetail, SessionList, PatternList, PatternListing, AgentList, AgentListing,
         AgentSource, RegisterBody, Registered, Accepted,
-        Health, StoreHealth, RunRequestSchema, RunResultSchema, SessionSchema,
+        Health, StoreHealth, RunRequestSchema, OrchestrateRequestSchema, RunResultSchema, SessionSchema,
         SessionSummarySchema, OrchestrationEventSchema,
     )),
     modifiers(&BearerAuth),
@@ -117,7 +118,10 @@ pub fn document() -> &'static Value {
             tracing::error!(error = %e, "could not serialize the OpenAPI document");
             Value::Object(Map::new())
         });
-        let defs = core_definitions();
+        let mut defs = core_definitions();
+        if let Some(request) = orchestrate_request(&defs) {
+            defs.insert("OrchestrateRequest".into(), request);
+        }
         if let Some(schemas) = doc
             .pointer_mut("/components/schemas")
             .and_then(Value::as_object_mut)
@@ -140,6 +144,30 @@ fn generator(contract: Contract) -> SchemaGenerator {
 
 fn define<T: JsonSchema>(g: &mut SchemaGenerator) {
     let _ = g.subschema_for::<T>();
+}
+
+/// The body of `POST /orchestrate` and `/orchestrate/stream`: a
+/// `RunRequest` plus `mode`, which the server takes off before the core
+/// reads the rest (a `RunRequest` refuses unknown fields, so the mode
+/// cannot be a separate `allOf` part).
+fn orchestrate_request(defs: &Map<String, Value>) -> Option<Value> {
+    let mut request = defs.get("RunRequest")?.clone();
+    let properties = request.get_mut("properties")?.as_object_mut()?;
+    properties.insert(
+        "mode".into(),
+        serde_json::json!({
+            "type": "string",
+            "enum": ["sync", "async"],
+            "default": "sync",
+            "description": "\"async\" queues the run and answers 202 (POST /orchestrate, Redis store only; \
+                the same as `Prefer: respond-async`); \"sync\" runs it within the request.",
+        }),
+    );
+    if let Some(description) = request.get_mut("description") {
+        *description =
+            Value::String("A run request (RunRequest) and how to run it (`mode`).".into());
+    }
+    Some(request)
 }
 
 /// Schemas of the core types: the request as it is read, the rest as written.

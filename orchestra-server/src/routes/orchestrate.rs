@@ -33,7 +33,7 @@ use utoipa::ToSchema;
 use crate::{
     error::{ApiError, ApiJson, ErrorBody, parse_value},
     metrics::{InFlight, observe},
-    routes::openapi::{OrchestrationEventSchema, RunRequestSchema, RunResultSchema},
+    routes::openapi::{OrchestrateRequestSchema, OrchestrationEventSchema, RunResultSchema},
     state::AppState,
 };
 
@@ -147,6 +147,7 @@ async fn submit_async(state: &AppState, mut request: RunRequest) -> Result<Respo
     request.session_id = Some(session_id.clone());
     state.orch.validate(&request)?;
     redis.queue.submit_with_id(&run_id, &request).await?;
+    crate::metrics::queue_enqueued();
     tracing::info!(%run_id, %session_id, "run queued");
     let status_url = format!("/runs/{run_id}");
     let mut headers = HeaderMap::new();
@@ -185,7 +186,7 @@ async fn submit_async(state: &AppState, mut request: RunRequest) -> Result<Respo
     post,
     path = "/orchestrate",
     tag = "orchestrate",
-    request_body(content = RunRequestSchema, content_type = "application/json"),
+    request_body(content = OrchestrateRequestSchema, content_type = "application/json"),
     params(("Prefer" = Option<String>, Header, description = "`respond-async` queues the run (as `\"mode\": \"async\"`)")),
     responses(
         (status = 200, description = "The run's result (any status)", body = RunResultSchema),
@@ -251,7 +252,7 @@ pub async fn orchestrate(
     post,
     path = "/orchestrate/stream",
     tag = "orchestrate",
-    request_body(content = RunRequestSchema, content_type = "application/json"),
+    request_body(content = OrchestrateRequestSchema, content_type = "application/json"),
     responses(
         (status = 200, description = "A text/event-stream of orchestration events; each `data:` is one event", content_type = "text/event-stream", body = OrchestrationEventSchema),
         (status = 400, description = "Malformed JSON, unknown pattern or agent, bad options or session id", body = ErrorBody),
