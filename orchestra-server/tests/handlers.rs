@@ -156,6 +156,44 @@ async fn an_http_agent_without_a_url_stops_start_up() {
     assert!(err.to_string().contains("cassandra"), "{err}");
 }
 
+/// The example config with its optional sections uncommented and the Redis
+/// store set, as its comments tell a reader to do.
+fn example_with_every_section() -> String {
+    let text = include_str!("../../examples/server/orchestra.toml");
+    let (head, optional) = text
+        .split_once("# ---- Optional sections: uncomment to use ----")
+        .expect("the example marks its optional sections");
+    let head = head.replace("store = \"memory\"", "store = \"redis://127.0.0.1:6379/0\"");
+    let settings: Vec<&str> = optional
+        .lines()
+        .filter(|l| !l.starts_with("##"))
+        .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
+        .collect();
+    format!("{head}\n{}\n", settings.join("\n"))
+}
+
+#[test]
+fn the_example_configs_optional_sections_parse_when_uncommented() {
+    let config = Config::from_toml_str(&example_with_every_section()).unwrap();
+    assert!(matches!(
+        config.store_kind().unwrap(),
+        orchestra_server::config::StoreKind::Redis(_)
+    ));
+    assert_eq!(config.redis.prefix, "orchestra");
+    assert_eq!(config.queue.workers, 2);
+    assert_eq!(config.queue.max_deliveries, 5);
+    let etcd = config.discovery.etcd.as_ref().expect("[discovery.etcd]");
+    assert_eq!(etcd.endpoints, ["http://127.0.0.1:2379"]);
+    assert!(
+        config
+            .agents
+            .iter()
+            .any(|a| a.kind == "openai" && a.name == "assistant")
+    );
+    assert_eq!(config.managers.len(), 1);
+    assert_eq!(config.planners.len(), 1);
+}
+
 #[tokio::test]
 async fn the_example_config_parses_and_starts_with_its_secrets_set() {
     let text = include_str!("../../examples/server/orchestra.toml");
