@@ -319,19 +319,21 @@ pub struct AuthConfig {
 /// [`OpenAiAgentConfig`](orchestra_core::agents::openai::OpenAiAgentConfig)),
 /// "a2a" (an A2A peer: `card_url` or `url`, `protocol`, `stream`,
 /// `bearer_token_env`, … as in
-/// [`A2aAgentConfig`](orchestra_core::agents::a2a::A2aAgentConfig)) and
+/// [`A2aAgentConfig`](orchestra_core::agents::a2a::A2aAgentConfig)),
+/// "queue" (workers behind Redis Streams or NATS: `transport`, `jetstream`,
+/// `prefix`, `claim_idle_ms`, as in [`crate::queue_agents`]) and
 /// "demo" (a built-in demo agent by name).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentConfig {
     pub name: String,
-    /// "http", "openai", "a2a" or "demo".
+    /// "http", "openai", "a2a", "queue" or "demo".
     pub kind: String,
     #[serde(default)]
     pub description: String,
     /// Where the service listens (kind "http").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// Time limit of one call, in milliseconds (kind "http"; default 60 000).
+    /// Time limit of one call, in milliseconds (kinds "http" and "queue"; default 60 000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// Headers sent with every call; a value `env:NAME` is read from that environment variable.
@@ -346,7 +348,7 @@ pub struct AgentConfig {
     /// This agent's retries, time limit, fallbacks, circuit breaker and concurrency limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<orchestra_core::AgentPolicy>,
-    /// The keys of kinds "openai" and "a2a" (checked against the kind's
+    /// The keys of kinds "openai", "a2a" and "queue" (checked against the kind's
     /// configuration; other kinds accept none).
     #[serde(flatten, default, skip_serializing_if = "Map::is_empty")]
     pub settings: Map<String, Value>,

@@ -96,9 +96,25 @@ impl AgentDescriptor {
         }
     }
 
-    /// An agent service registered in Redis (kind "http").
+    /// An agent service registered in Redis (kind "http"), or a queue
+    /// worker (kind "queue": the URL is its transport).
     pub fn from_registration(r: &RegisteredAgent) -> Self {
         let reg = &r.registration;
+        if reg.kind == "queue" {
+            return Self {
+                name: reg.name.clone(),
+                kind: reg.kind.clone(),
+                description: reg.description.clone(),
+                source: "redis".into(),
+                url: None,
+                timeout: None,
+                headers: Vec::new(),
+                health_url: None,
+                critical: false,
+                capabilities: reg.capabilities.clone(),
+                settings: crate::queue_agents::registration_settings(&reg.url, &reg.metadata),
+            };
+        }
         Self {
             name: reg.name.clone(),
             kind: reg.kind.clone(),
@@ -127,6 +143,7 @@ impl AgentDescriptor {
         match self.kind.as_str() {
             "openai" => self.openai_config(false).map(|_| ()),
             "a2a" => self.a2a_config(false).map(|_| ()),
+            "queue" => crate::queue_agents::check_settings(self),
             kind => match self.settings.keys().next() {
                 Some(key) => Err(self.invalid(format!(
                     "unknown key '{key}' for kind \"{kind}\" (keys: name, kind, description, \
@@ -311,15 +328,15 @@ impl Discovery for RedisDiscovery {
         Ok(live
             .iter()
             .filter(|r| {
-                let http = r.registration.kind == "http";
-                if !http {
+                let routable = matches!(r.registration.kind.as_str(), "http" | "queue");
+                if !routable {
                     tracing::warn!(
                         agent = %r.registration.name,
                         kind = %r.registration.kind,
-                        "skipping a registration of a kind other than \"http\""
+                        "skipping a registration of a kind other than \"http\" or \"queue\""
                     );
                 }
-                http
+                routable
             })
             .map(AgentDescriptor::from_registration)
             .collect())
@@ -425,6 +442,7 @@ pub async fn build_agent(
                 .map_err(|e| d.invalid(format!("cannot read the A2A agent card: {e}")))?;
             Ok(Arc::new(agent))
         }
+        "queue" => crate::queue_agents::build(d).await,
         "demo" => {
             d.check_settings()?;
             demo::demo_agent(&d.name).ok_or_else(|| {
@@ -440,7 +458,7 @@ pub async fn build_agent(
             })
         }
         other => Err(d.invalid(format!(
-            "unknown kind '{other}' (expected \"http\", \"openai\", \"a2a\" or \"demo\")"
+            "unknown kind '{other}' (expected \"http\", \"openai\", \"a2a\", \"queue\" or \"demo\")"
         ))),
     }
 }
@@ -595,6 +613,9 @@ async fn apply(
 pub async fn probe(d: &AgentDescriptor, client: &reqwest::Client) -> (String, Option<String>) {
     if d.kind == "demo" {
         return ("ok".into(), None);
+    }
+    if d.kind == "queue" {
+        return crate::queue_agents::probe(d).await;
     }
     let Some(url) = &d.health_url else {
         return ("unknown".into(), None);

@@ -36,6 +36,7 @@ pub mod error;
 pub mod etcd;
 pub mod metrics;
 pub mod policy;
+pub mod queue_agents;
 pub mod routes;
 pub mod state;
 pub mod store;
