@@ -9,6 +9,7 @@
 //! - [`bridge`]: how a Python call runs (blocking pool or the caller's loop).
 //! - [`store`]: memory and Redis session stores.
 //! - `remote`: the core's HTTP, OpenAI-compatible and A2A agents (feature `http-agents`).
+//! - `queue`: queue agents and `serve_agent` workers (features `redis` / `nats`).
 //! - [`future`]: Rust futures as asyncio futures, safe at interpreter exit.
 //! - [`error`]: core errors as `orchestra.OrchestraError` subclasses.
 //!
@@ -25,6 +26,8 @@ mod bridge;
 mod error;
 mod future;
 mod orchestrator;
+#[cfg(any(feature = "redis", feature = "nats"))]
+mod queue;
 #[cfg(feature = "http-agents")]
 mod remote;
 mod store;
@@ -50,5 +53,11 @@ fn _orchestra(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("EVENT_SCHEMA_VERSION", orchestra_core::EVENT_SCHEMA_VERSION)?;
     m.add("HAS_REDIS", cfg!(feature = "redis"))?;
     m.add("HAS_HTTP_AGENTS", cfg!(feature = "http-agents"))?;
+    m.add("HAS_NATS", cfg!(feature = "nats"))?;
+    #[cfg(any(feature = "redis", feature = "nats"))]
+    {
+        m.add_class::<queue::AgentWorker>()?;
+        m.add_function(wrap_pyfunction!(queue::serve_agent, m)?)?;
+    }
     Ok(())
 }

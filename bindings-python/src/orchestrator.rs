@@ -226,6 +226,33 @@ impl PyOrchestrator {
         crate::remote::add_a2a_agent(&self.inner, py, config_json)
     }
 
+    /// Registers an agent answered by workers behind a queue; resolves once
+    /// its transport is connected.
+    #[cfg(any(feature = "redis", feature = "nats"))]
+    #[pyo3(signature = (name, transport, description, timeout_ms = None, prefix = None, jetstream = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn add_queue_agent<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        transport: String,
+        description: String,
+        timeout_ms: Option<u64>,
+        prefix: Option<String>,
+        jetstream: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::queue::add_queue_agent(
+            &self.inner,
+            py,
+            name,
+            transport,
+            description,
+            timeout_ms,
+            prefix,
+            jetstream,
+        )
+    }
+
     /// Starts a run on the calling event loop. Raises for an invalid request;
     /// otherwise the returned handle reports the run's events and result.
     #[pyo3(signature = (pattern, task, agents, session_id, options_json, metadata_json, events))]

@@ -32,6 +32,7 @@ from ._errors import (
     Timeout,
 )
 from ._orchestra import EVENT_SCHEMA_VERSION, __version__
+from ._queue import AgentWorker, serve_agent
 from ._orchestrator import (
     AgentFn,
     AgentLike,
@@ -66,6 +67,8 @@ __all__ = [
     "EVENT_SCHEMA_VERSION",
     "Orchestrator",
     "RunEvents",
+    "AgentWorker",
+    "serve_agent",
     "MemoryStore",
     "RedisStore",
     "AgentFn",

@@ -1,17 +1,40 @@
 # Type stubs of the private native module. Use the `orchestra` package instead.
 from typing import Any, Awaitable, Callable, List, Optional, Tuple, final
 
-__all__ = ["Orchestrator", "RunHandle", "Store", "AgentContext", "patterns", "shutdown", "__version__", "EVENT_SCHEMA_VERSION", "HAS_REDIS", "HAS_HTTP_AGENTS"]
+__all__ = ["Orchestrator", "RunHandle", "Store", "AgentContext", "patterns", "shutdown", "__version__", "EVENT_SCHEMA_VERSION", "HAS_REDIS", "HAS_HTTP_AGENTS", "HAS_NATS", "AgentWorker", "serve_agent"]
 
 __version__: str
 EVENT_SCHEMA_VERSION: int
 HAS_REDIS: bool
 HAS_HTTP_AGENTS: bool
+HAS_NATS: bool
 
 _Wrapped = Callable[..., Any]
 
 def patterns() -> str: ...
 def shutdown(timeout_ms: int = 2000) -> bool: ...
+def serve_agent(
+    name: str,
+    description: str,
+    call: _Wrapped,
+    is_async: bool,
+    transport: str,
+    prefix: Optional[str] = None,
+    jetstream: bool = False,
+    claim_idle_ms: Optional[int] = None,
+    registry_url: Optional[str] = None,
+    registry_prefix: Optional[str] = None,
+) -> Awaitable[AgentWorker]: ...
+@final
+class AgentWorker:
+    @property
+    def id(self) -> str: ...
+    @property
+    def running(self) -> bool: ...
+    def stop(self) -> Awaitable[None]: ...
+    def wait(self) -> Awaitable[None]: ...
+    def abort(self) -> None: ...
+
 @final
 class Store:
     @staticmethod
@@ -75,6 +98,15 @@ class Orchestrator:
     def add_llm_manager(self, name: str, model_json: str, instructions: Optional[str] = None) -> None: ...
     def add_llm_planner(self, name: str, model_json: str) -> None: ...
     def add_a2a_agent(self, config_json: str) -> Awaitable[str]: ...
+    def add_queue_agent(
+        self,
+        name: str,
+        transport: str,
+        description: str,
+        timeout_ms: Optional[int] = None,
+        prefix: Optional[str] = None,
+        jetstream: bool = False,
+    ) -> Awaitable[None]: ...
     def start(
         self,
         pattern: str,

@@ -453,6 +453,24 @@ class Orchestrator:
             body["description"] = description
         return await self._remote().add_a2a_agent(_dumps("config", body) or "{}")
 
+    async def add_queue_agent(
+        self,
+        name: str,
+        transport: str,
+        *,
+        description: str = "",
+        timeout_ms: Optional[int] = None,
+        prefix: Optional[str] = None,
+        jetstream: bool = False,
+    ) -> None:
+        """Registers an agent answered by workers behind a queue
+        (``orchestra.serve_agent`` or any worker speaking the queue contract
+        of docs/agent-protocol.md). ``transport`` is ``"redis://…"`` or
+        ``"nats://…"``; ``prefix`` and ``jetstream`` must match the workers'."""
+        await self._native.add_queue_agent(
+            name, transport, description, timeout_ms, prefix, jetstream
+        )
+
     # -- runs -------------------------------------------------------------
 
     def _start(
