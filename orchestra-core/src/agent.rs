@@ -312,6 +312,18 @@ impl AgentContext {
         });
     }
 
+    /// Reports a state of this call's remote task (`agent_task_state`), as
+    /// the peer reported it.
+    pub fn task_state(&self, task_id: Option<&str>, state: &str, message: Option<&str>) {
+        self.events.emit(EventKind::AgentTaskState {
+            agent: self.agent.to_string(),
+            step: self.step,
+            task_id: task_id.map(str::to_owned),
+            state: state.to_owned(),
+            message: message.map(str::to_owned),
+        });
+    }
+
     /// Reports a tool result (`tool_completed`).
     pub fn tool_completed(&self, tool: &str, call_id: &str, result: Value) {
         self.events.emit(EventKind::ToolCompleted {

@@ -131,6 +131,21 @@ pub enum EventKind {
         call_id: String,
         result: Value,
     },
+    /// A remote agent's task changed state as its peer reported it (A2A:
+    /// `submitted`, `working`, `input-required`, `auth-required`,
+    /// `completed`, `failed`, `canceled`, `rejected`), so a client sees a
+    /// long task progress before the agent answers.
+    AgentTaskState {
+        agent: String,
+        step: u32,
+        /// The peer's task id, once it named one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task_id: Option<String>,
+        state: String,
+        /// Text the peer sent with the state, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
     Retry {
         agent: String,
         step: u32,
@@ -209,6 +224,7 @@ impl EventKind {
             Self::AgentFailed { .. } => "agent_failed",
             Self::ToolCalled { .. } => "tool_called",
             Self::ToolCompleted { .. } => "tool_completed",
+            Self::AgentTaskState { .. } => "agent_task_state",
             Self::Retry { .. } => "retry",
             Self::Fallback { .. } => "fallback",
             Self::CircuitOpened { .. } => "circuit_opened",

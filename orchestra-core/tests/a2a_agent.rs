@@ -320,3 +320,107 @@ async fn cancellation_drops_the_stream_and_cancels_the_remote_task() {
     assert_eq!(cancel["method"], "tasks/cancel");
     assert_eq!(cancel["params"]["id"], "t-long");
 }
+
+fn task_states(evs: &[OrchestrationEvent]) -> Vec<(String, Option<String>, Option<String>)> {
+    evs.iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::AgentTaskState {
+                agent,
+                state,
+                task_id,
+                message,
+                ..
+            } => {
+                assert_eq!(agent, "researcher");
+                Some((state.clone(), task_id.clone(), message.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn task_states_are_emitted_as_they_arrive_streamed_or_polled() {
+    // Streamed: submitted, working (with a status message), completed.
+    let server = Server::a2a(v03_card(true), |_, req| {
+        let ev = |result: Value| rpc_result(req, result).to_string();
+        Reply::Sse(vec![
+            ev(task("t-5", "submitted", json!([]))),
+            ev(json!({"kind": "status-update", "taskId": "t-5", "contextId": "ctx-1", "final": false,
+                      "status": {"state": "working", "message": {"kind": "message", "role": "agent",
+                          "messageId": "w", "parts": [{"kind": "text", "text": "checking sources"}]}}})),
+            ev(json!({"kind": "artifact-update", "taskId": "t-5", "contextId": "ctx-1",
+                      "artifact": {"artifactId": "a1", "parts": [{"kind": "text", "text": "Found it."}]}})),
+            ev(json!({"kind": "status-update", "taskId": "t-5", "contextId": "ctx-1",
+                      "status": {"state": "completed"}, "final": true})),
+        ])
+    })
+    .await;
+    let orch = Orchestrator::new();
+    orch.register(connect(&server).await);
+    let evs = events(
+        &orch,
+        RunRequest::new("sequential", "Find it").agents(["researcher"]),
+    )
+    .await;
+    let t5 = Some("t-5".to_owned());
+    assert_eq!(
+        task_states(&evs),
+        [
+            ("submitted".into(), t5.clone(), None),
+            (
+                "working".into(),
+                t5.clone(),
+                Some("checking sources".into())
+            ),
+            ("completed".into(), t5, None),
+        ]
+    );
+    // In arrival order: working before the first delta, all before the answer.
+    let position =
+        |pred: &dyn Fn(&EventKind) -> bool| evs.iter().position(|e| pred(&e.kind)).unwrap();
+    let working =
+        position(&|k| matches!(k, EventKind::AgentTaskState { state, .. } if state == "working"));
+    let delta = position(&|k| matches!(k, EventKind::AgentDelta { .. }));
+    let completed_state =
+        position(&|k| matches!(k, EventKind::AgentTaskState { state, .. } if state == "completed"));
+    let answered = position(&|k| matches!(k, EventKind::AgentCompleted { .. }));
+    assert!(working < delta && delta < completed_state && completed_state < answered);
+    assert_eq!(
+        evs.iter()
+            .find(|e| matches!(e.kind, EventKind::AgentTaskState { .. }))
+            .map(|e| serde_json::to_value(e).unwrap()["type"].clone()),
+        Some(json!("agent_task_state"))
+    );
+
+    // Replied and polled: working in the reply, then failed when polled.
+    let server = Server::a2a(v03_card(false), |n, req| {
+        let result = match n {
+            0 => task("t-6", "working", json!([])),
+            _ => json!({"kind": "task", "id": "t-6", "contextId": "ctx-1",
+                        "status": {"state": "failed", "message": {"kind": "message", "role": "agent",
+                            "messageId": "e", "parts": [{"kind": "text", "text": "no sources"}]}}}),
+        };
+        Reply::Json(rpc_result(req, result))
+    })
+    .await;
+    let mut config = A2aAgentConfig::new(&server.url);
+    config.poll_interval_ms = 10;
+    let orch = Orchestrator::new();
+    orch.register(A2aAgent::connect(config).await.unwrap());
+    let evs = events(
+        &orch,
+        RunRequest::new("sequential", "Find it").agents(["researcher"]),
+    )
+    .await;
+    let t6 = Some("t-6".to_owned());
+    assert_eq!(
+        task_states(&evs),
+        [
+            ("working".into(), t6.clone(), None),
+            ("failed".into(), t6, Some("no sources".into())),
+        ]
+    );
+    let r = evs.last().and_then(|e| e.kind.result()).unwrap();
+    assert_eq!(r.status, RunStatus::Failed);
+}

@@ -16,7 +16,9 @@
 //! says so (the next call in the same session continues that task);
 //! `failed` / `rejected` / `canceled` → an agent error; `submitted` /
 //! `working` when a reply or stream ends → the task is polled until it
-//! settles. Every state seen is listed in `data.a2a.states`. A cancelled
+//! settles. Every state seen is listed in `data.a2a.states`, and each is
+//! emitted as an `agent_task_state` event when it arrives (streamed, in a
+//! reply or while polling), so clients watch a long task progress. A cancelled
 //! run drops the request and asks the peer to cancel the task.
 //!
 //! ```no_run
@@ -353,6 +355,9 @@ struct TaskView {
     context_id: Option<String>,
     state: Option<String>,
     states: Vec<String>,
+    /// States reached and not yet reported as events, each with the text
+    /// of its status message.
+    unreported: Vec<(String, Option<String>)>,
     /// (artifact id, text) in arrival order.
     artifacts: Vec<(String, String)>,
     data: Vec<Value>,
@@ -363,24 +368,39 @@ struct TaskView {
 }
 
 impl TaskView {
-    fn set_state(&mut self, state: Option<&str>) {
-        if let Some(s) = state
+    /// Records a state change; whether the state changed.
+    fn set_state(&mut self, state: Option<&str>) -> bool {
+        let Some(s) = state
             .map(normalize_state)
             .filter(|s| self.state.as_deref() != Some(s.as_str()))
-        {
-            tracing::debug!(state = %s, task = ?self.task_id, "a2a task state");
-            self.states.push(s.clone());
-            self.state = Some(s);
-        }
+        else {
+            return false;
+        };
+        tracing::debug!(state = %s, task = ?self.task_id, "a2a task state");
+        self.states.push(s.clone());
+        self.state = Some(s);
+        true
     }
 
     fn set_status(&mut self, status: &Value) {
-        self.set_state(status["state"].as_str());
+        let changed = self.set_state(status["state"].as_str());
         let (text, data) = parts(&status["message"]["parts"]);
+        if changed && let Some(state) = self.state.clone() {
+            self.unreported
+                .push((state, (!text.is_empty()).then(|| text.clone())));
+        }
         if !text.is_empty() {
             self.status_text = text;
         }
         self.data.extend(data);
+    }
+
+    /// Emits the states reached since the last report as
+    /// `agent_task_state` events, in arrival order.
+    fn report(&mut self, ctx: &AgentContext) {
+        for (state, message) in std::mem::take(&mut self.unreported) {
+            ctx.task_state(self.task_id.as_deref(), &state, message.as_deref());
+        }
     }
 
     /// Applies one item; returns text to stream on.
@@ -644,6 +664,7 @@ impl A2aAgent {
         params: Value,
         view: &mut TaskView,
         call: &ChatCall<'_>,
+        ctx: &AgentContext,
     ) -> Result<(), AgentError> {
         let response = call
             .guard(
@@ -670,6 +691,7 @@ impl A2aAgent {
             ))
         })?;
         view.apply(item);
+        view.report(ctx);
         Ok(())
     }
 
@@ -713,7 +735,9 @@ impl A2aAgent {
                     tracing::debug!(event = %clip(&result.to_string(), 200), "skipping unknown A2A stream item");
                     continue;
                 };
-                if let Some(text) = view.apply(item) {
+                let text = view.apply(item);
+                view.report(ctx);
+                if let Some(text) = text {
                     ctx.delta(text);
                 }
                 if view.settled() {
@@ -724,7 +748,12 @@ impl A2aAgent {
     }
 
     /// Asks for the task until it settles.
-    async fn poll(&self, view: &mut TaskView, call: &ChatCall<'_>) -> Result<(), AgentError> {
+    async fn poll(
+        &self,
+        view: &mut TaskView,
+        call: &ChatCall<'_>,
+        ctx: &AgentContext,
+    ) -> Result<(), AgentError> {
         let Some(id) = view.task_id.clone() else {
             return Err(AgentError::Transport(
                 "the A2A reply ended before naming a task or answering".into(),
@@ -749,6 +778,7 @@ impl A2aAgent {
                 .await?
                 .map_err(|e| AgentError::InvalidOutput(format!("A2A task reply: {e}")))?;
             view.apply(Item::Task(Self::result(rpc)?));
+            view.report(ctx);
         }
         Ok(())
     }
@@ -819,10 +849,10 @@ impl Agent for A2aAgent {
         let sent = if self.stream {
             self.stream(params, view, &call, &ctx).await
         } else {
-            self.send(params, view, &call).await
+            self.send(params, view, &call, &ctx).await
         };
         let sent = match sent {
-            Ok(()) if !view.settled() => self.poll(view, &call).await,
+            Ok(()) if !view.settled() => self.poll(view, &call, &ctx).await,
             other => other,
         };
         if let Err(e) = sent {
