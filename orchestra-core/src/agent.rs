@@ -222,6 +222,7 @@ pub struct AgentContext {
     deadline: Option<Instant>,
     events: EventSink,
     handoff_targets: Arc<[AgentInfo]>,
+    answer: Option<Arc<serde_json::Value>>,
 }
 
 impl AgentContext {
@@ -239,7 +240,23 @@ impl AgentContext {
             deadline,
             events,
             handoff_targets: Arc::new([]),
+            answer: None,
         }
+    }
+
+    /// Gives this call the answer to the question it asked before the run paused.
+    #[must_use]
+    pub(crate) fn with_answer(mut self, answer: Option<Arc<serde_json::Value>>) -> Self {
+        self.answer = answer;
+        self
+    }
+
+    /// The answer to the input this agent requested at this step, when the
+    /// run was paused for it and has been resumed. An agent that needs a
+    /// person's input returns [`AgentError::InputRequired`] when this is
+    /// `None`, and uses the answer when it is set.
+    pub fn answer(&self) -> Option<&serde_json::Value> {
+        self.answer.as_deref()
     }
 
     /// Sets the agents this call may hand off to (done by the handoff pattern).

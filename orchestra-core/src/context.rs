@@ -7,7 +7,7 @@
 //! records the step. That keeps every pattern small and every policy uniform.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     future::Future,
     sync::{
         Arc, Mutex, MutexGuard,
@@ -17,6 +17,7 @@ use std::{
 };
 
 use chrono::Utc;
+use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -28,8 +29,10 @@ use crate::{
     message::Message,
     pattern::{Pattern, dynamic::Planner, group_chat::GroupChatManager},
     policy::{AgentGuard, Limits, Resilience, RetryPolicy, RunOptions, Transition},
-    run::{PolicyDecision, Step, StepStatus},
-    session::merge_patch,
+    run::{
+        CHECKPOINT_VERSION, Checkpoint, InputKind, InputRequest, PolicyDecision, Step, StepStatus,
+    },
+    session::{SessionStore, merge_patch},
 };
 
 /// Named parts a run can refer to: agents, group chat managers, planners.
@@ -161,8 +164,28 @@ pub(crate) struct RunParams {
     /// Set by `Orchestrator::stop`: end the run cleanly at the next step boundary.
     pub stop: Arc<std::sync::OnceLock<String>>,
     /// Recorded steps by index: when set, a step found here is answered from
-    /// the record instead of calling the agent (replay).
+    /// the record instead of calling the agent (replay, resume).
     pub recorded: Option<Arc<HashMap<u32, Step>>>,
+    /// Recorded steps are answered without events (a resumed run's stream
+    /// shows only what happens after the checkpoint).
+    pub quiet_replay: bool,
+    /// Answers to input requests, by request key (resumed runs).
+    pub answers: HashMap<String, Arc<Value>>,
+    /// Decisions recorded by earlier attempts of this run, by key.
+    pub decided: HashMap<String, Value>,
+    /// Where to write a checkpoint after every step, if anywhere.
+    pub checkpoint: Option<CheckpointTarget>,
+}
+
+/// Where and how a run's checkpoints are written.
+pub(crate) struct CheckpointTarget {
+    pub store: Arc<dyn SessionStore>,
+    /// The run's record as it started; each checkpoint is this plus progress.
+    pub base: crate::run::RunResult,
+    pub history_len: usize,
+    pub resumes: u32,
+    /// Orders the writes, so a slower write never replaces a newer checkpoint.
+    pub writing: tokio::sync::Mutex<()>,
 }
 
 /// Shared by all the work of one run; patterns take `&RunContext`, so
@@ -181,6 +204,8 @@ pub(crate) struct Record {
     pub usage: Usage,
     pub state: Value,
     pub state_patches: Vec<Value>,
+    pub decisions: BTreeMap<String, Value>,
+    pub position: Value,
 }
 
 impl RunContext {
@@ -194,6 +219,135 @@ impl RunContext {
                 state,
                 ..Record::default()
             }),
+        }
+    }
+
+    /// Takes a decision that is not an agent step (a speaker, a plan) once
+    /// per run: a resumed run gets the recorded value instead of asking `f`
+    /// again, so it follows the same path as the attempt it continues.
+    pub async fn decide<T, F>(&self, key: &str, f: impl FnOnce() -> F) -> Result<T, OrchestraError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: Future<Output = Result<T, OrchestraError>>,
+    {
+        if let Some(v) = self.p.decided.get(key)
+            && let Ok(t) = serde_json::from_value(v.clone())
+        {
+            self.rec().decisions.insert(key.to_owned(), v.clone());
+            return Ok(t);
+        }
+        let t = f().await?;
+        match serde_json::to_value(&t) {
+            Ok(v) => {
+                self.rec().decisions.insert(key.to_owned(), v);
+            }
+            Err(e) => tracing::warn!(key, error = %e, "decision not recorded"),
+        }
+        Ok(t)
+    }
+
+    /// Whether this run writes a checkpoint after every step.
+    pub fn checkpointing(&self) -> bool {
+        self.p.checkpoint.is_some()
+    }
+
+    /// Reports where the pattern stands (kept in the checkpoint for people
+    /// and tools; resuming does not need it). `f` runs only when the run is
+    /// checkpointed.
+    pub fn set_position(&self, f: impl FnOnce() -> Value) {
+        if self.p.checkpoint.is_some() {
+            self.rec().position = f();
+        }
+    }
+
+    /// Pauses the run for a person's approval unless `key` was approved
+    /// already: `Ok` when approved, [`OrchestraError::InputRequired`] while
+    /// nobody answered, [`OrchestraError::ApprovalDenied`] when refused.
+    pub fn require_approval(
+        &self,
+        key: &str,
+        kind: InputKind,
+        agent: Option<&str>,
+        prompt: impl FnOnce() -> String,
+        context: impl FnOnce() -> Option<Value>,
+    ) -> Result<(), OrchestraError> {
+        match self.p.answers.get(key) {
+            None => {
+                let mut req = InputRequest::new(prompt()).schema(approval_schema());
+                req.context = context();
+                Err(self.pause(req, key.to_owned(), kind, agent, None))
+            }
+            Some(answer) => {
+                let approved = match answer.as_ref() {
+                    Value::Bool(b) => *b,
+                    v => v.get("approved").and_then(Value::as_bool).unwrap_or(false),
+                };
+                if approved {
+                    Ok(())
+                } else {
+                    Err(OrchestraError::ApprovalDenied {
+                        what: agent.map_or_else(|| key.to_owned(), |a| format!("'{a}'")),
+                        reason: answer
+                            .get("reason")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Turns a question into the error that pauses the run, filling in
+    /// where it was asked and when it expires.
+    fn pause(
+        &self,
+        mut req: InputRequest,
+        key: String,
+        kind: InputKind,
+        agent: Option<&str>,
+        step: Option<u32>,
+    ) -> OrchestraError {
+        req.key = key;
+        req.kind = kind;
+        req.agent = agent.map(str::to_owned);
+        req.step = step;
+        req.requested_at = Utc::now();
+        req.expires_at = self.p.options.input_timeout_ms.and_then(|ms| {
+            i64::try_from(ms)
+                .ok()
+                .map(|ms| req.requested_at + chrono::Duration::milliseconds(ms))
+        });
+        tracing::info!(key = %req.key, kind = ?req.kind, "run paused for input");
+        OrchestraError::InputRequired(Box::new(req))
+    }
+
+    /// Writes the run's steps, decisions and position into its record in
+    /// the session store. A failed write is logged and the run goes on: the
+    /// final write records everything, and a crash before it resumes from
+    /// the previous checkpoint.
+    async fn save_checkpoint(&self) {
+        let Some(target) = &self.p.checkpoint else {
+            return;
+        };
+        let _order = target.writing.lock().await;
+        let mut run = target.base.clone();
+        {
+            let rec = self.rec();
+            run.steps.clone_from(&rec.steps);
+            run.usage = rec.usage;
+            run.decisions.clone_from(&rec.decisions);
+            run.checkpoint = Some(Checkpoint {
+                version: CHECKPOINT_VERSION,
+                steps: rec.steps.len() as u32,
+                history_len: target.history_len,
+                position: rec.position.clone(),
+                resumes: target.resumes,
+                updated_at: Utc::now(),
+            });
+        }
+        run.steps.sort_by_key(|st| st.index);
+        if let Err(e) = target.store.save_checkpoint(&run).await {
+            tracing::warn!(run_id = %run.run_id, error = %e, "could not write a checkpoint");
         }
     }
 
@@ -233,6 +387,11 @@ impl RunContext {
 
     pub fn limits(&self) -> &Limits {
         &self.p.limits
+    }
+
+    /// The request's common options (approvals, termination, retries…).
+    pub fn options(&self) -> &RunOptions {
+        &self.p.options
     }
 
     pub fn components(&self) -> &Components {
@@ -294,6 +453,13 @@ impl RunContext {
         self.rec().usage
     }
 
+    /// Adds model usage that is not an agent's to the run's (an LLM group
+    /// chat manager or planner), so the run's usage, its token budget and
+    /// its metrics count every model call the run made.
+    pub fn add_usage(&self, usage: Usage) {
+        self.rec().usage += usage;
+    }
+
     /// Calls one agent as a recorded step, with the run's policies.
     ///
     /// The step index is taken when this is called, not when the future is
@@ -305,7 +471,19 @@ impl RunContext {
     ) -> impl Future<Output = Result<StepOutcome, OrchestraError>> + Send + 'a {
         let index = self.next_step.fetch_add(1, Ordering::Relaxed);
         let agent = agent.clone();
-        async move { self.invoke_step(index, agent, call).await }
+        async move {
+            let result = self.invoke_step(index, agent, call).await;
+            let recorded = matches!(result, Ok(_) | Err(OrchestraError::AgentFailed { .. }));
+            let replayed = self
+                .p
+                .recorded
+                .as_ref()
+                .is_some_and(|r| r.contains_key(&index));
+            if recorded && !replayed && self.p.checkpoint.is_some() {
+                self.save_checkpoint().await;
+            }
+            result
+        }
     }
 
     async fn invoke_step(
@@ -329,6 +507,16 @@ impl RunContext {
             return self.replay_step(index, step, &call, started_at, clock);
         }
         let first_name = first.name().to_owned();
+        if self.p.options.approve_agents.contains(&first_name) {
+            self.require_approval(
+                &format!("approve:{index}"),
+                InputKind::Approval,
+                Some(&first_name),
+                || format!("Approve '{first_name}' to act on: {}", call.task),
+                || Some(serde_json::json!({"input": call.task, "step": index})),
+            )?;
+        }
+        let answer = self.p.answers.get(&format!("step:{index}")).cloned();
         let mut chain = self.fallbacks(&first_name).into_iter();
         let mut call = call;
         let mut agent = first;
@@ -356,6 +544,7 @@ impl RunContext {
                         last,
                         timeout,
                         &mut decisions,
+                        answer.clone(),
                     )
                     .await
                 {
@@ -375,6 +564,16 @@ impl RunContext {
                     }
                     Err(AgentError::Cancelled) if self.p.cancel.is_cancelled() => {
                         return Err(OrchestraError::Cancelled);
+                    }
+                    Err(AgentError::InputRequired(req)) => {
+                        let kind = req.kind;
+                        return Err(self.pause(
+                            *req,
+                            format!("step:{index}"),
+                            kind,
+                            Some(&name),
+                            Some(index),
+                        ));
                     }
                     // The run's own deadline passed: that is the run timing out,
                     // not this agent failing.
@@ -557,6 +756,7 @@ impl RunContext {
         last: bool,
         timeout: Option<Duration>,
         decisions: &mut Vec<PolicyDecision>,
+        answer: Option<Arc<Value>>,
     ) -> Result<AgentOutput, AgentError> {
         let deadline = match timeout {
             Some(t) => self.p.deadline.min(Instant::now() + t),
@@ -606,7 +806,8 @@ impl RunContext {
             Some(deadline),
             self.p.events.clone(),
         )
-        .with_handoff_targets(call.handoff_targets.clone());
+        .with_handoff_targets(call.handoff_targets.clone())
+        .with_answer(answer);
         let input = AgentInput {
             task: call.task.clone(),
             messages: if last {
@@ -694,13 +895,17 @@ impl RunContext {
         started_at: chrono::DateTime<Utc>,
         clock: Instant,
     ) -> Result<StepOutcome, OrchestraError> {
-        self.p.events.emit_with(|| EventKind::AgentStarted {
-            agent: step.agent.clone(),
-            step: index,
-            input: call.task.clone(),
-        });
+        let announce = !self.p.quiet_replay;
+        if announce {
+            self.p.events.emit_with(|| EventKind::AgentStarted {
+                agent: step.agent.clone(),
+                step: index,
+                input: call.task.clone(),
+            });
+        }
         match (&step.status, &step.output) {
-            (StepStatus::Completed, Some(output)) => Ok(self.complete(
+            (StepStatus::Completed, Some(output)) => Ok(self.complete_as(
+                announce,
                 index,
                 &step.agent,
                 step.fallback_for.clone(),
@@ -717,13 +922,15 @@ impl RunContext {
                     .as_ref()
                     .map_or_else(|| "failed (recorded)".to_owned(), |e| e.message.clone());
                 let err = AgentError::msg(message);
-                self.emit(EventKind::AgentFailed {
-                    agent: step.agent.clone(),
-                    step: index,
-                    error: (&err).into(),
-                    attempt: step.attempts,
-                    will_retry: false,
-                });
+                if announce {
+                    self.emit(EventKind::AgentFailed {
+                        agent: step.agent.clone(),
+                        step: index,
+                        error: (&err).into(),
+                        attempt: step.attempts,
+                        will_retry: false,
+                    });
+                }
                 let first = step.fallback_for.as_deref().unwrap_or(&step.agent);
                 self.record_failure(
                     index,
@@ -747,6 +954,34 @@ impl RunContext {
     #[allow(clippy::too_many_arguments)]
     fn complete(
         &self,
+        index: u32,
+        name: &str,
+        fallback_for: Option<String>,
+        call: &Call,
+        output: AgentOutput,
+        attempts: u32,
+        policy: Vec<PolicyDecision>,
+        started_at: chrono::DateTime<Utc>,
+        clock: Instant,
+    ) -> StepOutcome {
+        self.complete_as(
+            true,
+            index,
+            name,
+            fallback_for,
+            call,
+            output,
+            attempts,
+            policy,
+            started_at,
+            clock,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn complete_as(
+        &self,
+        announce: bool,
         index: u32,
         name: &str,
         fallback_for: Option<String>,
@@ -781,6 +1016,13 @@ impl RunContext {
                 duration_ms,
                 policy,
             });
+        }
+        if !announce {
+            return StepOutcome {
+                index,
+                agent: name.to_owned(),
+                output,
+            };
         }
         self.p.events.emit_with(|| EventKind::AgentCompleted {
             agent: name.to_owned(),
@@ -856,6 +1098,21 @@ impl Drop for Verdict {
             self.guard.breaker.record(self.probe, None);
         }
     }
+}
+
+/// The answers an approval accepts: `true`/`false`, or
+/// `{"approved": bool, "reason": text}`.
+pub fn approval_schema() -> Value {
+    serde_json::json!({
+        "anyOf": [
+            {"type": "boolean"},
+            {
+                "type": "object",
+                "required": ["approved"],
+                "properties": {"approved": {"type": "boolean"}, "reason": {"type": "string"}},
+            },
+        ]
+    })
 }
 
 /// A token count as the signed integer OpenTelemetry attributes carry.

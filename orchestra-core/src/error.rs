@@ -47,6 +47,11 @@ pub enum AgentError {
     /// reaching the agent (a fallback, if any, is tried next).
     #[error("circuit open for this agent; next probe in {retry_in:?}")]
     CircuitOpen { retry_in: Duration },
+    /// The agent needs an answer from a person before it can go on: the run
+    /// pauses (status `waiting_for_input`) and calls the agent again with
+    /// the answer in [`AgentContext::answer`](crate::AgentContext::answer).
+    #[error("input requested: {}", .0.prompt)]
+    InputRequired(Box<crate::run::InputRequest>),
 }
 
 impl AgentError {
@@ -56,6 +61,11 @@ impl AgentError {
             message: message.into(),
             retryable: false,
         }
+    }
+
+    /// Pauses the run until a person answers `request` (see [`AgentError::InputRequired`]).
+    pub fn input(request: crate::run::InputRequest) -> Self {
+        Self::InputRequired(Box::new(request))
     }
 
     /// A transient failure that a retry policy may retry.
@@ -73,7 +83,10 @@ impl AgentError {
             Self::Failed { retryable, .. } => *retryable,
             Self::RateLimited { .. } | Self::Timeout(_) | Self::Transport(_) => true,
             Self::Http { status, .. } => *status >= 500 || *status == 429 || *status == 408,
-            Self::Cancelled | Self::InvalidOutput(_) | Self::CircuitOpen { .. } => false,
+            Self::Cancelled
+            | Self::InvalidOutput(_)
+            | Self::CircuitOpen { .. }
+            | Self::InputRequired(_) => false,
         }
     }
 
@@ -83,7 +96,7 @@ impl AgentError {
     pub fn counts_against_agent(&self) -> bool {
         match self {
             Self::InvalidOutput(_) => true,
-            Self::Cancelled | Self::CircuitOpen { .. } => false,
+            Self::Cancelled | Self::CircuitOpen { .. } | Self::InputRequired(_) => false,
             e => e.is_retryable(),
         }
     }
@@ -99,7 +112,14 @@ impl AgentError {
             Self::Transport(_) => "agent_unreachable",
             Self::Http { .. } => "agent_http_error",
             Self::CircuitOpen { .. } => "circuit_open",
+            Self::InputRequired(_) => "input_required",
         }
+    }
+}
+
+impl From<crate::run::InputRequest> for AgentError {
+    fn from(request: crate::run::InputRequest) -> Self {
+        Self::input(request)
     }
 }
 
@@ -186,6 +206,35 @@ pub enum OrchestraError {
     Planner(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The run paused for input (not a failure: the run's status is
+    /// `waiting_for_input` and it resumes when answered).
+    #[error("waiting for input: {}", .0.prompt)]
+    InputRequired(Box<crate::run::InputRequest>),
+    /// An answer does not satisfy the pending request's schema; the run keeps waiting.
+    #[error("invalid answer: {message}")]
+    InvalidAnswer { message: String },
+    /// A person refused an approval; the run ends failed.
+    #[error("approval denied for {what}{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    ApprovalDenied {
+        what: String,
+        reason: Option<String>,
+    },
+    /// No run with this id (in the session store).
+    #[error("unknown run '{run_id}'")]
+    UnknownRun { run_id: String },
+    /// The run is not in a state that allows this (e.g. answering a run that is not waiting).
+    #[error("run '{run_id}' is {status}: {message}")]
+    RunState {
+        run_id: String,
+        status: String,
+        message: String,
+    },
+    /// The pending input request's deadline passed; the run ended timed out.
+    #[error("the input request of run '{run_id}' expired")]
+    InputExpired { run_id: String },
+    /// A stored checkpoint has a format this release cannot read.
+    #[error("checkpoint of run '{run_id}': {message}")]
+    Checkpoint { run_id: String, message: String },
 }
 
 impl OrchestraError {
@@ -208,6 +257,13 @@ impl OrchestraError {
             Self::Manager(_) => "manager_failed",
             Self::Planner(_) => "planner_failed",
             Self::Store(e) => e.code(),
+            Self::InputRequired(_) => "input_required",
+            Self::InvalidAnswer { .. } => "invalid_answer",
+            Self::ApprovalDenied { .. } => "approval_denied",
+            Self::UnknownRun { .. } => "run_not_found",
+            Self::RunState { .. } => "run_not_waiting",
+            Self::InputExpired { .. } => "input_expired",
+            Self::Checkpoint { .. } => "checkpoint_unreadable",
         }
     }
 

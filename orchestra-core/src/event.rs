@@ -212,6 +212,24 @@ pub enum EventKind {
         reason: String,
         result: Box<RunResult>,
     },
+    /// The run paused for input; the last event of this stream (the run goes
+    /// on, as a new stream, when it is resumed with an answer).
+    InputRequested {
+        request: crate::run::InputRequest,
+        result: Box<RunResult>,
+    },
+    /// A paused or interrupted run goes on from its checkpoint; recorded
+    /// steps are not run again. Comes first in a resumed run's stream.
+    RunResumed {
+        pattern: String,
+        task: String,
+        agents: Vec<String>,
+        /// Steps answered from the checkpoint.
+        recorded_steps: u32,
+        /// The input request answered, if the run was waiting for one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answered: Option<String>,
+    },
 }
 
 impl EventKind {
@@ -238,6 +256,8 @@ impl EventKind {
             Self::RunCompleted { .. } => "run_completed",
             Self::RunFailed { .. } => "run_failed",
             Self::RunCancelled { .. } => "run_cancelled",
+            Self::InputRequested { .. } => "input_requested",
+            Self::RunResumed { .. } => "run_resumed",
         }
     }
 
@@ -246,7 +266,8 @@ impl EventKind {
         match self {
             Self::RunCompleted { result }
             | Self::RunFailed { result, .. }
-            | Self::RunCancelled { result, .. } => Some(result),
+            | Self::RunCancelled { result, .. }
+            | Self::InputRequested { result, .. } => Some(result),
             _ => None,
         }
     }

@@ -50,6 +50,7 @@ pub mod context;
 pub mod discovery;
 pub mod error;
 pub mod event;
+pub mod human;
 #[cfg(feature = "http-agents")]
 pub mod llm;
 pub mod message;
@@ -74,6 +75,7 @@ pub use agent::{
 pub use context::{Call, Components, RunContext, Scope, StepOutcome};
 pub use error::{AgentError, ErrorInfo, OrchestraError, StoreError};
 pub use event::{EVENT_SCHEMA_VERSION, EventKind, EventSink, OrchestrationEvent};
+pub use human::HumanAgent;
 pub use message::{Message, Role};
 pub use orchestrator::{Orchestrator, OrchestratorBuilder, RunStream};
 pub use pattern::{Pattern, PatternInfo, PatternOutput};
@@ -81,7 +83,10 @@ pub use policy::{
     AgentPolicy, CallPolicy, CircuitBreakerPolicy, CircuitState, CircuitStatus, Limits,
     RetryPolicy, RunOptions,
 };
-pub use run::{PolicyDecision, RunRequest, RunResult, RunStatus, Step, StepStatus};
+pub use run::{
+    CHECKPOINT_VERSION, Checkpoint, InputKind, InputRequest, PolicyDecision, RunRequest,
+    RunResult, RunStatus, Step, StepStatus,
+};
 pub use session::{MemoryStore, Session, SessionStore};
 #[cfg(feature = "redis")]
 pub use session::{RedisStore, RedisStoreConfig};

@@ -36,7 +36,7 @@ use crate::{
     message::Message,
     pattern::{self, GroupChatManager, Pattern, PatternOutput, Planner},
     policy::{AgentPolicy, CircuitStatus, Limits, Resilience, RunOptions},
-    run::{RunRequest, RunResult, RunStatus},
+    run::{InputRequest, RunRequest, RunResult, RunStatus},
     session::{
         MemoryStore, Page, Session, SessionStore, SessionSummary, merge_patch, validate_session_id,
     },
@@ -125,6 +125,11 @@ struct Active {
 struct Prepared {
     /// Steps answered from a record instead of agents (replay).
     recorded: Option<Arc<HashMap<u32, crate::run::Step>>>,
+    /// The stored record this run continues (resume), if any.
+    resume: Option<Resume>,
+    /// Answers and decisions of the record being replayed or resumed.
+    answers: std::collections::BTreeMap<String, Value>,
+    decided: std::collections::BTreeMap<String, Value>,
     pattern: Arc<dyn Pattern>,
     components: Arc<Components>,
     agents: Vec<AgentRef>,
@@ -358,12 +363,14 @@ impl Orchestrator {
             session_id: Some(record.session_id.clone()),
             run_id: Some(record.run_id.clone()),
             options: record.options.clone(),
-            metadata: serde_json::Map::new(),
+            metadata: record.metadata.clone(),
         };
         let mut prepared = scratch.prepare(request, None)?;
         prepared.recorded = Some(Arc::new(
             record.steps.iter().map(|s| (s.index, s.clone())).collect(),
         ));
+        prepared.answers = record.answers.clone();
+        prepared.decided = record.decisions.clone();
         Ok(scratch.stream_prepared(prepared))
     }
 
@@ -505,6 +512,9 @@ impl Orchestrator {
         let limits = self.inner.limits.merged(&run_options);
         Ok(Prepared {
             recorded: None,
+            resume: None,
+            answers: Default::default(),
+            decided: Default::default(),
             pattern,
             components,
             agents,
@@ -576,48 +586,81 @@ impl Orchestrator {
                 Value::Null => Value::Object(Map::new()),
                 o => o.clone(),
             },
+            metadata: Map::new(),
+            input: None,
+            answers: Default::default(),
+            decisions: Default::default(),
+            checkpoint: None,
             started_at: Utc::now(),
             finished_at: None,
             duration_ms: 0,
         };
+        result.metadata = p.request.metadata.clone();
         let store = self.inner.store.as_ref();
-        let record = result.clone();
-        let mut seen = (Vec::new(), Value::Object(Map::new()));
-        let mut duplicate = false;
-        let started = store
-            .update(&p.session_id, &mut |s: &mut Session| {
-                duplicate = s.run(&record.run_id).is_some();
-                if !duplicate {
-                    s.runs.push(record.clone());
-                }
-                seen = (s.messages.clone(), s.state.clone());
-            })
-            .await
-            .map_err(OrchestraError::from)
-            .and_then(|v| match duplicate {
-                true => Err(OrchestraError::invalid(
-                    "run_id",
-                    format!("run '{}' already exists in this session", record.run_id),
-                )),
-                false => Ok(v),
-            });
-        if let Err(e) = started {
-            tracing::error!(error = %e, "could not record the run start");
-            result.status = RunStatus::Failed;
-            result.error = Some(e.info());
-            result.finished_at = Some(Utc::now());
-            if sink.is_enabled() {
-                sink.finish(terminal_event(&result));
+        let started = match &p.resume {
+            None => self.record_start(&result).await,
+            Some(resume) => {
+                let prior = &resume.record;
+                result.started_at = prior.started_at;
+                result.duration_ms = prior.duration_ms;
+                result.answers = prior.answers.clone();
+                result.checkpoint = prior.checkpoint.clone();
+                let history_len = resume.history_len;
+                let mut seen = (Vec::new(), Value::Object(Map::new()));
+                store
+                    .update(&p.session_id, &mut |s: &mut Session| {
+                        let n = history_len.min(s.messages.len());
+                        seen = (s.messages[..n].to_vec(), s.state.clone());
+                    })
+                    .await
+                    .map(|_| seen)
+                    .map_err(OrchestraError::from)
             }
-            return result;
-        }
+        };
+        let seen = match started {
+            Ok(seen) => seen,
+            Err(e) => {
+                tracing::error!(error = %e, "could not record the run start");
+                result.status = RunStatus::Failed;
+                result.error = Some(e.info());
+                result.finished_at = Some(Utc::now());
+                if sink.is_enabled() {
+                    sink.finish(terminal_event(&result));
+                }
+                return result;
+            }
+        };
+        let history_len = seen.0.len();
         let (mut history, state) = seen;
         history.push(Message::user(p.request.task.clone()));
-        sink.emit(EventKind::RunStarted {
-            pattern: result.pattern.clone(),
-            task: p.request.task.clone(),
-            agents: agent_names,
-        });
+        match &p.resume {
+            None => sink.emit(EventKind::RunStarted {
+                pattern: result.pattern.clone(),
+                task: p.request.task.clone(),
+                agents: agent_names,
+            }),
+            Some(resume) => sink.emit(EventKind::RunResumed {
+                pattern: result.pattern.clone(),
+                task: p.request.task.clone(),
+                agents: agent_names,
+                recorded_steps: resume.record.steps.len() as u32,
+                answered: resume.answered.clone(),
+            }),
+        }
+        let checkpoint = p
+            .options
+            .checkpoint
+            .unwrap_or_else(|| store.is_durable())
+            .then(|| crate::context::CheckpointTarget {
+                store: self.inner.store.clone(),
+                base: RunResult {
+                    status: RunStatus::Running,
+                    ..result.clone()
+                },
+                history_len,
+                resumes: result.checkpoint.as_ref().map_or(0, |c| c.resumes),
+                writing: tokio::sync::Mutex::new(()),
+            });
         let run_token = cancel.child_token();
         let stop = Arc::new(std::sync::OnceLock::new());
         let ctx = Arc::new(RunContext::new(RunParams {
@@ -635,6 +678,14 @@ impl Orchestrator {
             deadline,
             stop: stop.clone(),
             recorded: p.recorded.clone(),
+            quiet_replay: p.resume.is_some(),
+            answers: p
+                .answers
+                .into_iter()
+                .map(|(k, v)| (k, Arc::new(v)))
+                .collect(),
+            decided: p.decided.into_iter().collect(),
+            checkpoint,
         }));
         // If this future is dropped mid-run (the caller went away), the guard
         // records the run as cancelled from a task of its own.
@@ -644,6 +695,7 @@ impl Orchestrator {
             result: Some(result),
             sink: sink.clone(),
             clock,
+            history_len,
         };
         self.track(
             &p.run_id,
@@ -666,7 +718,7 @@ impl Orchestrator {
         // Stop whatever agent work outlived the pattern future.
         run_token.cancel();
         let result = guard.disarm();
-        let result = self.finish(&ctx, result, outcome, clock).await;
+        let result = self.finish(&ctx, result, outcome, clock, history_len).await;
         if sink.is_enabled() {
             sink.finish(terminal_event(&result));
         }
@@ -682,12 +734,31 @@ impl Orchestrator {
         mut result: RunResult,
         outcome: Result<PatternOutput, OrchestraError>,
         clock: Instant,
+        history_len: usize,
     ) -> RunResult {
         self.track(&result.run_id, None);
         let mut rec = ctx.take_record();
         rec.steps.sort_by_key(|s| s.index);
         result.steps = rec.steps;
         result.usage = rec.usage;
+        result.decisions = rec.decisions;
+        let resumes = result.checkpoint.as_ref().map_or(0, |c| c.resumes);
+        result.checkpoint = Some(crate::run::Checkpoint {
+            version: crate::run::CHECKPOINT_VERSION,
+            steps: result.steps.len() as u32,
+            history_len,
+            position: rec.position,
+            resumes,
+            updated_at: Utc::now(),
+        });
+        result.duration_ms += clock.elapsed().as_millis() as u64;
+        if let Err(OrchestraError::InputRequired(request)) = outcome {
+            let paused = self.pause(result, *request).await;
+            if ctx.checkpointing() && paused.status == RunStatus::WaitingForInput {
+                self.clear_checkpoint(&paused.run_id).await;
+            }
+            return paused;
+        }
         match outcome {
             Ok(out) => {
                 result.status = RunStatus::Completed;
@@ -707,7 +778,6 @@ impl Orchestrator {
             }
         }
         result.finished_at = Some(Utc::now());
-        result.duration_ms = clock.elapsed().as_millis() as u64;
 
         let user = Message::user(result.task.clone());
         let transcript = rec.transcript;
@@ -732,13 +802,349 @@ impl Orchestrator {
             tracing::error!(error = %e, "could not record the run result");
             result.status = RunStatus::Failed;
             result.error = Some(OrchestraError::Store(e).info());
+        } else if ctx.checkpointing() {
+            self.clear_checkpoint(&result.run_id).await;
         }
         result
     }
+
+    async fn clear_checkpoint(&self, run_id: &str) {
+        if let Err(e) = self.inner.store.clear_checkpoint(run_id).await {
+            tracing::warn!(run_id, error = %e, "could not drop a run's checkpoint");
+        }
+    }
+
+    /// Records a new run in its session (refusing a run id the session
+    /// already has) and indexes it by id; answers the session's messages and
+    /// state as the run starts.
+    async fn record_start(
+        &self,
+        record: &RunResult,
+    ) -> Result<(Vec<Message>, Value), OrchestraError> {
+        let store = self.inner.store.as_ref();
+        let mut seen = (Vec::new(), Value::Object(Map::new()));
+        let mut duplicate = false;
+        let mut start = |s: &mut Session| {
+            duplicate = s.run(&record.run_id).is_some();
+            if !duplicate {
+                s.runs.push(record.clone());
+            }
+            seen = (s.messages.clone(), s.state.clone());
+        };
+        let (written, indexed) = tokio::join!(
+            store.update(&record.session_id, &mut start),
+            store.index_run(&record.run_id, &record.session_id)
+        );
+        written?;
+        indexed?;
+        if duplicate {
+            return Err(OrchestraError::invalid(
+                "run_id",
+                format!("run '{}' already exists in this session", record.run_id),
+            ));
+        }
+        Ok(seen)
+    }
+
+    /// Records a run that paused for input: its steps and the question, but
+    /// not yet its messages (they join the session when the run finishes).
+    async fn pause(&self, mut result: RunResult, request: InputRequest) -> RunResult {
+        result.status = RunStatus::WaitingForInput;
+        result.input = Some(request);
+        let record = &result;
+        let saved = self
+            .inner
+            .store
+            .update(
+                &result.session_id,
+                &mut |s: &mut Session| match s.run_mut(&record.run_id) {
+                    Some(r) => *r = record.clone(),
+                    None => s.runs.push(record.clone()),
+                },
+            )
+            .await;
+        if let Err(e) = saved {
+            tracing::error!(error = %e, "could not record the paused run");
+            result.status = RunStatus::Failed;
+            result.input = None;
+            result.error = Some(OrchestraError::Store(e).info());
+        }
+        result
+    }
+
+    /// The stored record of a run, found by its id alone.
+    pub async fn get_run(&self, run_id: &str) -> Result<Option<RunResult>, OrchestraError> {
+        let Some(session_id) = self.inner.store.find_run(run_id).await? else {
+            return Ok(None);
+        };
+        let Some(session) = self.inner.store.get(&session_id).await? else {
+            return Ok(None);
+        };
+        match session.run(run_id).cloned() {
+            Some(record) => Ok(Some(self.with_checkpoint(record).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A run's record with its latest separate checkpoint, if the store keeps
+    /// one and the run is still in progress, brought to the current format.
+    async fn with_checkpoint(&self, mut record: RunResult) -> Result<RunResult, OrchestraError> {
+        if record.status == RunStatus::Running
+            && let Some(cp) = self.inner.store.load_checkpoint(&record.run_id).await?
+            && cp.steps.len() >= record.steps.len()
+        {
+            record.steps = cp.steps;
+            record.usage = cp.usage;
+            record.decisions = cp.decisions;
+            record.checkpoint = cp.checkpoint;
+        }
+        migrate_record(record)
+    }
+
+    /// Resumes a paused or interrupted run and streams the rest of it.
+    ///
+    /// A run `waiting_for_input` needs `answer`: it is checked against the
+    /// pending request's schema (a bad answer is refused with
+    /// [`OrchestraError::InvalidAnswer`] and the run keeps waiting) and given
+    /// to the step that asked. A run left `running` by a process that died
+    /// is resumed with `answer = None`; the caller must know that its
+    /// previous executor is gone (the run queue does). Either way the
+    /// recorded steps are answered from the checkpoint, so no completed agent
+    /// step runs again, and the run goes on live from there. Only one resume
+    /// of a waiting run wins; the others get [`OrchestraError::RunState`].
+    pub async fn resume(
+        &self,
+        run_id: &str,
+        answer: Option<Value>,
+    ) -> Result<RunStream, OrchestraError> {
+        let prepared = self.prepare_resume(run_id, answer).await?;
+        Ok(self.stream_prepared(prepared))
+    }
+
+    /// [`resume`](Self::resume), run to its end (or its next pause).
+    pub async fn resume_run(
+        &self,
+        run_id: &str,
+        answer: Option<Value>,
+    ) -> Result<RunResult, OrchestraError> {
+        let prepared = self.prepare_resume(run_id, answer).await?;
+        self.run_prepared(prepared).await
+    }
+
+    async fn prepare_resume(
+        &self,
+        run_id: &str,
+        answer: Option<Value>,
+    ) -> Result<Prepared, OrchestraError> {
+        validate_session_id(run_id)
+            .map_err(|e| OrchestraError::invalid("run_id", e.to_string()))?;
+        let unknown = || OrchestraError::UnknownRun {
+            run_id: run_id.to_owned(),
+        };
+        let store = &self.inner.store;
+        let session_id = store.find_run(run_id).await?.ok_or_else(unknown)?;
+        let session = store.get(&session_id).await?.ok_or_else(unknown)?;
+        let record = self
+            .with_checkpoint(session.run(run_id).cloned().ok_or_else(unknown)?)
+            .await?;
+        let not = |message: &str| OrchestraError::RunState {
+            run_id: run_id.to_owned(),
+            status: record.status.as_str().to_owned(),
+            message: message.to_owned(),
+        };
+        let pending = match (record.status, &answer) {
+            (RunStatus::WaitingForInput, Some(answer)) => {
+                let pending = record
+                    .input
+                    .clone()
+                    .ok_or_else(|| not("no pending question"))?;
+                if pending.expires_at.is_some_and(|t| t <= Utc::now()) {
+                    self.expire(&session_id, run_id, &pending.key).await?;
+                    return Err(OrchestraError::InputExpired {
+                        run_id: run_id.to_owned(),
+                    });
+                }
+                pending.check_answer(answer)?;
+                Some(pending)
+            }
+            (RunStatus::WaitingForInput, None) => {
+                return Err(not("it waits for an answer"));
+            }
+            (RunStatus::Running, None) => None,
+            (RunStatus::Running, Some(_)) => return Err(not("it is not waiting for input")),
+            _ => return Err(not("it has finished")),
+        };
+        let request = RunRequest {
+            pattern: record.pattern.clone(),
+            task: record.task.clone(),
+            agents: Some(record.agents.clone()),
+            session_id: Some(session_id.clone()),
+            run_id: Some(run_id.to_owned()),
+            options: record.options.clone(),
+            metadata: record.metadata.clone(),
+        };
+        let mut prepared = self.prepare(request, None)?;
+        // Claim the run: only one resume of a waiting run may win.
+        let key = pending.as_ref().map(|p| p.key.clone());
+        let expected = record.status;
+        let mut claimed: Option<RunResult> = None;
+        store
+            .update(&session_id, &mut |s: &mut Session| {
+                claimed = None;
+                let Some(r) = s.run_mut(run_id) else { return };
+                let same_question = r.input.as_ref().map(|i| &i.key) == key.as_ref();
+                if r.status != expected || !same_question {
+                    return;
+                }
+                if let (Some(k), Some(a)) = (&key, &answer) {
+                    r.answers.insert(k.clone(), a.clone());
+                }
+                if expected == RunStatus::Running {
+                    // Progress from the separate checkpoint, if the store keeps one.
+                    r.steps.clone_from(&record.steps);
+                    r.usage = record.usage;
+                    r.decisions.clone_from(&record.decisions);
+                    r.checkpoint.clone_from(&record.checkpoint);
+                }
+                r.status = RunStatus::Running;
+                r.input = None;
+                let cp = r.checkpoint.get_or_insert_with(|| crate::run::Checkpoint {
+                    version: crate::run::CHECKPOINT_VERSION,
+                    steps: r.steps.len() as u32,
+                    history_len: 0,
+                    position: Value::Null,
+                    resumes: 0,
+                    updated_at: Utc::now(),
+                });
+                cp.resumes += 1;
+                claimed = Some(r.clone());
+            })
+            .await?;
+        let claimed = claimed.ok_or_else(|| not("another resume was first"))?;
+        let history_len = claimed
+            .checkpoint
+            .as_ref()
+            .map_or(session.messages.len(), |c| c.history_len);
+        prepared.recorded = Some(Arc::new(
+            claimed.steps.iter().map(|s| (s.index, s.clone())).collect(),
+        ));
+        prepared.answers = claimed.answers.clone();
+        prepared.decided = claimed.decisions.clone();
+        prepared.resume = Some(Resume {
+            history_len,
+            answered: key,
+            record: claimed,
+        });
+        tracing::info!(run_id, session_id = %session_id, "resuming run");
+        Ok(prepared)
+    }
+
+    /// Ends a waiting run whose question expired.
+    async fn expire(
+        &self,
+        session_id: &str,
+        run_id: &str,
+        key: &str,
+    ) -> Result<(), OrchestraError> {
+        self.inner
+            .store
+            .update(session_id, &mut |s: &mut Session| {
+                let Some(r) = s.run_mut(run_id) else { return };
+                if r.status == RunStatus::WaitingForInput
+                    && r.input.as_ref().is_some_and(|i| i.key == key)
+                {
+                    r.status = RunStatus::TimedOut;
+                    r.error = Some(
+                        OrchestraError::InputExpired {
+                            run_id: run_id.to_owned(),
+                        }
+                        .info(),
+                    );
+                    r.input = None;
+                    r.finished_at = Some(Utc::now());
+                }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Cancels a run wherever it stands in this process's view: a run in
+    /// flight here is cancelled at once; a run waiting for input is recorded
+    /// as cancelled. `Ok(false)` when the run is neither (unknown, finished,
+    /// or running in another process: see the server's cross-instance cancel).
+    pub async fn cancel_run(&self, run_id: &str) -> Result<bool, OrchestraError> {
+        if self.cancel(run_id) {
+            return Ok(true);
+        }
+        let Some(session_id) = self.inner.store.find_run(run_id).await? else {
+            return Ok(false);
+        };
+        let mut cancelled = false;
+        self.inner
+            .store
+            .update(&session_id, &mut |s: &mut Session| {
+                cancelled = false;
+                let Some(r) = s.run_mut(run_id) else { return };
+                if r.status == RunStatus::WaitingForInput {
+                    r.status = RunStatus::Cancelled;
+                    r.error = Some(OrchestraError::Cancelled.info());
+                    r.input = None;
+                    r.finished_at = Some(Utc::now());
+                    cancelled = true;
+                }
+            })
+            .await?;
+        Ok(cancelled)
+    }
+}
+
+/// A stored run record this run continues.
+struct Resume {
+    record: RunResult,
+    history_len: usize,
+    answered: Option<String>,
+}
+
+/// Brings a stored run record to the current checkpoint format.
+///
+/// Version 0 is a record from before checkpoints (no `checkpoint` field):
+/// its steps were only written when the run ended, so an unfinished one
+/// resumes from its first step. Newer versions than this release knows are
+/// refused rather than misread.
+pub fn migrate_record(mut record: RunResult) -> Result<RunResult, OrchestraError> {
+    let version = record.checkpoint.as_ref().map_or(0, |c| c.version);
+    if version > crate::run::CHECKPOINT_VERSION {
+        return Err(OrchestraError::Checkpoint {
+            run_id: record.run_id.clone(),
+            message: format!(
+                "format version {version} is newer than this release reads ({})",
+                crate::run::CHECKPOINT_VERSION
+            ),
+        });
+    }
+    if version == 0 && !record.status.is_finished() {
+        record.steps.clear();
+        record.checkpoint = Some(crate::run::Checkpoint {
+            version: crate::run::CHECKPOINT_VERSION,
+            steps: 0,
+            history_len: usize::MAX,
+            position: Value::Null,
+            resumes: 0,
+            updated_at: Utc::now(),
+        });
+    }
+    Ok(record)
 }
 
 fn terminal_event(result: &RunResult) -> EventKind {
     match (result.status, &result.error) {
+        (RunStatus::WaitingForInput, _) if result.input.is_some() => EventKind::InputRequested {
+            request: result
+                .input
+                .clone()
+                .unwrap_or_else(|| InputRequest::new("")),
+            result: Box::new(result.clone()),
+        },
         (RunStatus::Completed, _) => EventKind::RunCompleted {
             result: Box::new(result.clone()),
         },
@@ -765,6 +1171,7 @@ struct Unfinished {
     result: Option<RunResult>,
     sink: EventSink,
     clock: Instant,
+    history_len: usize,
 }
 
 impl Unfinished {
@@ -784,11 +1191,18 @@ impl Drop for Unfinished {
         let orch = self.orch.clone();
         let sink = self.sink.clone();
         let clock = self.clock;
+        let history_len = self.history_len;
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 handle.spawn(async move {
                     let result = orch
-                        .finish(&ctx, result, Err(OrchestraError::Cancelled), clock)
+                        .finish(
+                            &ctx,
+                            result,
+                            Err(OrchestraError::Cancelled),
+                            clock,
+                            history_len,
+                        )
                         .await;
                     if sink.is_enabled() {
                         sink.finish(terminal_event(&result));

@@ -101,6 +101,22 @@ pub struct RunOptions {
     /// A condition that ends the run cleanly, checked after every agent step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub termination: Option<Termination>,
+    /// Agents that may act only after a person approves each of their steps
+    /// (the run pauses with an `input_requested` event of kind `approval`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approve_agents: Vec<String>,
+    /// Dynamic runs: a person approves every plan (and re-plan) before it runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub approve_plan: bool,
+    /// How long a paused run waits for an answer; after that, answers are
+    /// refused and the run ends `timed_out`. Default: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_timeout_ms: Option<u64>,
+    /// Write a checkpoint to the session store after every step. Default: on
+    /// when the store is durable (Redis), off for the in-memory store (a
+    /// paused run is always recorded, whatever the store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<bool>,
 }
 
 impl RunOptions {
@@ -113,6 +129,10 @@ impl RunOptions {
         "fallbacks",
         "agent_policies",
         "termination",
+        "approve_agents",
+        "approve_plan",
+        "input_timeout_ms",
+        "checkpoint",
     ];
 }
 

@@ -11,6 +11,8 @@
 //! assert_eq!(a.agents, b.agents);
 //! ```
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -149,16 +151,21 @@ pub enum RunStatus {
     Failed,
     TimedOut,
     Cancelled,
+    /// Paused until someone answers the run's pending [`InputRequest`];
+    /// resumed with `Orchestrator::resume`.
+    WaitingForInput,
 }
 
 impl RunStatus {
+    /// Final: the run will not change any more (a waiting run is not final).
     pub fn is_finished(self) -> bool {
-        self != Self::Running
+        !matches!(self, Self::Running | Self::WaitingForInput)
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Running => "running",
+            Self::WaitingForInput => "waiting_for_input",
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::TimedOut => "timed_out",
@@ -268,10 +275,153 @@ pub struct RunResult {
     /// The request's options (always an object), kept so the run can be replayed.
     #[serde(default = "empty_object", skip_serializing_if = "is_empty_value")]
     pub options: Value,
+    /// The request's metadata, kept so the run can be resumed.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
+    /// The question the run waits on (status `waiting_for_input`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<InputRequest>,
+    /// Answers given to the run's input requests, by request key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub answers: BTreeMap<String, Value>,
+    /// Decisions taken outside agent steps (speakers chosen by a group chat
+    /// manager, plans written by a planner), by key, so a resumed run makes
+    /// the same ones without asking again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub decisions: BTreeMap<String, Value>,
+    /// Where the run stands, written after every step (see docs/durability.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
     pub started_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
     pub duration_ms: u64,
+}
+
+/// The version of the checkpoint format written by this release; older
+/// versions are migrated when read (see [`RunResult::migrate`]).
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+/// The resumable position of a run. A run's state is a function of its
+/// request, its recorded steps, decisions and answers: a resumed run replays
+/// those (no agent is called again for a recorded step) and goes on live.
+/// `position` is what the pattern reported after the last step (group chat
+/// round, handoff holder, plan ledger…), for people and tools to read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Checkpoint {
+    /// Format version ([`CHECKPOINT_VERSION`] when written by this release).
+    pub version: u32,
+    /// Steps recorded so far (completed or failed).
+    pub steps: u32,
+    /// How many messages of the session came before this run: a resumed run
+    /// sees the same history even if the session moved on meanwhile.
+    pub history_len: usize,
+    /// The pattern's own view of where it is.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub position: Value,
+    /// Times the run was resumed (after input, or after its process died).
+    #[serde(default)]
+    pub resumes: u32,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What kind of pause an [`InputRequest`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    /// An agent asked a question while working on its step.
+    Agent,
+    /// A policy requires approval before the agent acts (`approve_agents`).
+    Approval,
+    /// A policy requires approval of a dynamic plan before it runs (`approve_plan`).
+    Plan,
+    /// A human participant's turn (a [`HumanAgent`](crate::HumanAgent)).
+    Human,
+}
+
+/// A question a paused run waits on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InputRequest {
+    /// Identifies the pause point within the run ("step:3", "approve:2", "plan:0").
+    pub key: String,
+    pub kind: InputKind,
+    /// The agent that asked, or the one waiting for approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The step the answer belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+    /// What to show the person answering.
+    pub prompt: String,
+    /// A JSON schema the answer must satisfy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+    /// Extra facts for the person answering (the plan to approve, the transcript…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Value>,
+    #[serde(default)]
+    pub requested_at: DateTime<Utc>,
+    /// After this, answers are refused and the run ends `timed_out`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl InputRequest {
+    /// A question from an agent; the answer may be any JSON unless a schema is set.
+    pub fn new(prompt: impl Into<String>) -> Self {
+        Self {
+            key: String::new(),
+            kind: InputKind::Agent,
+            agent: None,
+            step: None,
+            prompt: prompt.into(),
+            schema: None,
+            context: None,
+            requested_at: Utc::now(),
+            expires_at: None,
+        }
+    }
+
+    #[must_use]
+    pub fn schema(mut self, schema: Value) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
+    #[must_use]
+    pub fn context(mut self, context: Value) -> Self {
+        self.context = Some(context);
+        self
+    }
+
+    /// Checks an answer against the request's schema.
+    pub fn check_answer(&self, answer: &Value) -> Result<(), OrchestraError> {
+        let Some(schema) = &self.schema else {
+            return Ok(());
+        };
+        let validator = jsonschema::validator_for(schema).map_err(|e| {
+            OrchestraError::invalid("schema", format!("the request's schema is invalid: {e}"))
+        })?;
+        let problems: Vec<String> = validator
+            .iter_errors(answer)
+            .take(5)
+            .map(|e| {
+                let at = e.instance_path().to_string();
+                if at.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{at}: {e}")
+                }
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(OrchestraError::InvalidAnswer {
+                message: problems.join("; "),
+            })
+        }
+    }
 }
 
 impl RunResult {

@@ -32,6 +32,7 @@ fn strip_times(v: &mut Value) {
                 "started_at",
                 "finished_at",
                 "duration_ms",
+                "updated_at",
             ] {
                 m.remove(k);
             }

@@ -163,6 +163,8 @@ impl Pattern for Concurrent {
         let mut failures: Vec<OrchestraError> = Vec::new();
         let mut answered = 0u32;
         let mut stopped = None;
+        // A branch that paused for input pauses the run, once the others are done.
+        let mut paused: Option<OrchestraError> = None;
         while let Some((pos, result)) = in_flight.next().await {
             match result {
                 Ok(out) if o.aggregator == Aggregator::First => {
@@ -188,6 +190,9 @@ impl Pattern for Concurrent {
                 Err(e @ (OrchestraError::Cancelled | OrchestraError::MaxIterations { .. })) => {
                     return Err(e);
                 }
+                Err(e @ OrchestraError::InputRequired(_)) => {
+                    paused.get_or_insert(e);
+                }
                 Err(e)
                     if o.on_failure == FailurePolicy::FailFast
                         && o.aggregator != Aggregator::First =>
@@ -198,6 +203,9 @@ impl Pattern for Concurrent {
             }
         }
         drop(in_flight);
+        if let Some(e) = paused {
+            return Err(e);
+        }
         let ok: Vec<StepOutcome> = answers.into_iter().flatten().collect();
         if ok.is_empty() {
             return Err(failures

@@ -390,6 +390,30 @@ impl Dynamic {
         Ok(Self::new(options, planner))
     }
 
+    /// With `approve_plan`, a person approves each plan before it runs.
+    fn approve(ctx: &RunContext, plan: &Plan, n: u32) -> Result<(), OrchestraError> {
+        if !ctx.options().approve_plan {
+            return Ok(());
+        }
+        ctx.require_approval(
+            &format!("approve_plan:{n}"),
+            crate::run::InputKind::Plan,
+            None,
+            || {
+                format!(
+                    "Approve this plan of {} steps: {}",
+                    plan.steps.len(),
+                    plan.rationale
+                )
+            },
+            || {
+                serde_json::to_value(plan)
+                    .ok()
+                    .map(|p| serde_json::json!({"plan": p}))
+            },
+        )
+    }
+
     fn check_plan(plan: &Plan, scope: &Scope) -> Result<(), OrchestraError> {
         for (i, step) in plan.steps.iter().enumerate() {
             if step.pattern == NAME {
@@ -431,9 +455,12 @@ impl Pattern for Dynamic {
             agents: infos,
             ledger: None,
         };
-        let mut plan = self.planner.plan(&request, ctx).await?;
+        let mut plan: Plan = ctx
+            .decide("plan:0", || self.planner.plan(&request, ctx))
+            .await?;
         Self::check_plan(&plan, &scope)?;
         ctx.emit_with(|| EventKind::PlanCreated { plan: plan.clone() });
+        Self::approve(ctx, &plan, 0)?;
         let mut ledger = Ledger {
             remaining: plan.steps.clone(),
             ..Ledger::default()
@@ -442,6 +469,7 @@ impl Pattern for Dynamic {
         let mut stopped: Option<String> = None;
         let mut step_no = 0usize;
         while !ledger.remaining.is_empty() {
+            ctx.set_position(|| serde_json::json!({"plan_step": step_no, "ledger": ledger}));
             let step = ledger.remaining.remove(0);
             step_no += 1;
             let pattern = ctx.build_pattern(&step.pattern, &step.options)?;
@@ -485,7 +513,9 @@ impl Pattern for Dynamic {
                     e @ (OrchestraError::Cancelled
                     | OrchestraError::Timeout(_)
                     | OrchestraError::MaxIterations { .. }
-                    | OrchestraError::Store(_)),
+                    | OrchestraError::Store(_)
+                    | OrchestraError::InputRequired(_)
+                    | OrchestraError::ApprovalDenied { .. }),
                 ) => return Err(e),
                 Err(e) => {
                     let failed = match &e {
@@ -517,7 +547,11 @@ impl Pattern for Dynamic {
             }
             ledger.replans += 1;
             request.ledger = Some(ledger.clone());
-            plan = self.planner.plan(&request, ctx).await?;
+            plan = ctx
+                .decide(&format!("plan:{}", ledger.replans), || {
+                    self.planner.plan(&request, ctx)
+                })
+                .await?;
             Self::check_plan(&plan, &scope)?;
             ledger.remaining = plan.steps.clone();
             ctx.emit_with(|| EventKind::PlanUpdated {
@@ -525,6 +559,7 @@ impl Pattern for Dynamic {
                 ledger: ledger.clone(),
                 reason: format!("step {step_no} failed: {reason}"),
             });
+            Self::approve(ctx, &plan, ledger.replans)?;
         }
         let mut out = last.unwrap_or_default();
         let lost: Vec<&LedgerEntry> = ledger.done.iter().filter(|e| !e.ok).collect();

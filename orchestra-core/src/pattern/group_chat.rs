@@ -273,7 +273,12 @@ impl Pattern for GroupChat {
             if chat.participants.is_empty() {
                 break "every participant failed".to_owned();
             }
-            let Some(choice) = self.manager.select_next(&chat, ctx).await? else {
+            let Some(choice) = ctx
+                .decide(&format!("speaker:{}", chat.round), || {
+                    self.manager.select_next(&chat, ctx)
+                })
+                .await?
+            else {
                 break "manager ended the chat".to_owned();
             };
             let speaker = scope
@@ -290,6 +295,13 @@ impl Pattern for GroupChat {
                 agent: choice.agent.clone(),
                 round: chat.round,
                 reason: choice.reason,
+            });
+            ctx.set_position(|| {
+                serde_json::json!({
+                    "round": chat.round,
+                    "speaker": choice.agent,
+                    "participants": chat.participants.iter().map(|p| &p.name).collect::<Vec<_>>(),
+                })
             });
             let call = Call::new(scope.task.clone(), ctx.conversation())
                 .label(format!("round {}", chat.round));
@@ -331,7 +343,12 @@ impl Pattern for GroupChat {
             if self.predicate.as_ref().is_some_and(|p| p(&chat)) {
                 break "predicate".to_owned();
             }
-            if let Some(reason) = self.manager.should_terminate(&chat, ctx).await? {
+            if let Some(reason) = ctx
+                .decide(&format!("end:{}", chat.round), || {
+                    self.manager.should_terminate(&chat, ctx)
+                })
+                .await?
+            {
                 break reason;
             }
         };
@@ -341,7 +358,10 @@ impl Pattern for GroupChat {
             // Nobody managed to say anything: that is a failure, not a partial chat.
             return Err(e);
         }
-        let content = match self.manager.filter_result(&chat, ctx).await? {
+        let content = match ctx
+            .decide("result", || self.manager.filter_result(&chat, ctx))
+            .await?
+        {
             Some(c) => c,
             None => chat
                 .last_message()

@@ -147,6 +147,9 @@ impl Pattern for HandoffPattern {
             let call = Call::new(scope.task.clone(), ctx.conversation())
                 .label(format!("turn {}", handoffs))
                 .handoff_targets(targets);
+            ctx.set_position(
+                || json!({"active": active.name(), "handoffs": handoffs, "path": path}),
+            );
             let out = ctx.invoke(&active, call).await?;
             let Some(handoff) = out.output.handoff.clone() else {
                 return Ok(PatternOutput {

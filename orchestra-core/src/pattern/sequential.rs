@@ -65,6 +65,7 @@ impl Pattern for Sequential {
                 input.clone()
             };
             let call = Call::new(task, ctx.conversation()).label(format!("position {i}"));
+            ctx.set_position(|| serde_json::json!({"position": i, "agent": agent.name()}));
             let out = ctx.invoke(agent, call).await?;
             input = out.output.content.clone();
             last = Some(out);

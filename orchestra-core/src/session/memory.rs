@@ -88,6 +88,17 @@ fn expired(e: &Entry, now: Instant) -> bool {
 
 #[async_trait]
 impl SessionStore for MemoryStore {
+    async fn find_run(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        // Only resuming looks runs up by id; a scan is fine in memory.
+        let now = Instant::now();
+        Ok(self
+            .lock()
+            .iter()
+            .filter(|(_, e)| !expired(e, now))
+            .find(|(_, e)| e.session.runs.iter().any(|r| r.run_id == run_id))
+            .map(|(id, _)| id.clone()))
+    }
+
     async fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
         let now = Instant::now();
         let mut entries = self.lock();

@@ -159,6 +159,48 @@ pub trait SessionStore: Send + Sync {
     /// A short name for health output and logs ("memory", "redis").
     fn kind(&self) -> &'static str;
 
+    /// Whether sessions outlive this process (runs are then checkpointed
+    /// after every step by default, so they can resume after a crash).
+    fn is_durable(&self) -> bool {
+        false
+    }
+
+    /// Remembers that `run_id` lives in `session_id`, so a run can be found
+    /// by its id alone ([`find_run`](Self::find_run)).
+    async fn index_run(&self, _run_id: &str, _session_id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The session that holds `run_id`, if known.
+    async fn find_run(&self, _run_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
+    /// Writes the checkpoint of a run in progress: its record with the steps
+    /// so far. The default writes it into the run's record in its session;
+    /// stores where sessions are shared by many writers keep checkpoints
+    /// apart, so that checkpoints never contend with other runs' writes.
+    async fn save_checkpoint(&self, run: &RunResult) -> Result<(), StoreError> {
+        let mut change = |s: &mut Session| {
+            if let Some(r) = s.run_mut(&run.run_id)
+                && r.status == crate::run::RunStatus::Running
+            {
+                *r = run.clone();
+            }
+        };
+        self.update(&run.session_id, &mut change).await.map(|_| ())
+    }
+
+    /// The latest checkpoint kept apart by [`save_checkpoint`](Self::save_checkpoint), if any.
+    async fn load_checkpoint(&self, _run_id: &str) -> Result<Option<RunResult>, StoreError> {
+        Ok(None)
+    }
+
+    /// Drops a run's separate checkpoint once its record is final.
+    async fn clear_checkpoint(&self, _run_id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Applies `change` to the session (a new one if absent) atomically and
     /// returns the new version. `change` may run more than once and must only
     /// touch the session it is given.
@@ -207,6 +249,24 @@ impl<T: SessionStore + ?Sized> SessionStore for std::sync::Arc<T> {
     }
     fn kind(&self) -> &'static str {
         (**self).kind()
+    }
+    fn is_durable(&self) -> bool {
+        (**self).is_durable()
+    }
+    async fn index_run(&self, run_id: &str, session_id: &str) -> Result<(), StoreError> {
+        (**self).index_run(run_id, session_id).await
+    }
+    async fn find_run(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        (**self).find_run(run_id).await
+    }
+    async fn save_checkpoint(&self, run: &RunResult) -> Result<(), StoreError> {
+        (**self).save_checkpoint(run).await
+    }
+    async fn load_checkpoint(&self, run_id: &str) -> Result<Option<RunResult>, StoreError> {
+        (**self).load_checkpoint(run_id).await
+    }
+    async fn clear_checkpoint(&self, run_id: &str) -> Result<(), StoreError> {
+        (**self).clear_checkpoint(run_id).await
     }
     async fn update(
         &self,

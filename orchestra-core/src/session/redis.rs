@@ -22,6 +22,8 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `{prefix}:session:{id}` | hash | `v` = version, `data` = the session as JSON, `sum` = its [`SessionSummary`] as JSON; expires after the TTL, refreshed on every write |
+//! | `{prefix}:run:{run_id}` | string | the id of the session holding the run, so runs can be found by id (resume, `GET /runs/{run_id}`); same TTL as sessions |
+//! | `{prefix}:checkpoint:{run_id}` | string | the latest checkpoint of a run in progress (its record as JSON), kept apart from the session so checkpoints never contend with other writers; deleted when the run's record is final |
 //! | `{prefix}:sessions` | sorted set | member = session id, score = `updated_at` in Unix milliseconds: the listing index |
 //!
 //! Every write goes through one Lua script that checks the version, writes
@@ -370,6 +372,66 @@ fn corrupt(id: &str, what: impl std::fmt::Display) -> StoreError {
 
 #[async_trait]
 impl SessionStore for RedisStore {
+    fn is_durable(&self) -> bool {
+        true
+    }
+
+    async fn index_run(&self, run_id: &str, session_id: &str) -> Result<(), StoreError> {
+        let mut conn = self.link.conn.clone();
+        let key = self.link.key(&format!("run:{run_id}"));
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&key).arg(session_id);
+        if let Some(ttl) = self.link.config.ttl {
+            cmd.arg("PX").arg(ttl.as_millis().max(1) as u64);
+        }
+        self.link
+            .call("index_run", cmd.query_async::<()>(&mut conn))
+            .await
+    }
+
+    async fn find_run(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        let mut conn = self.link.conn.clone();
+        let key = self.link.key(&format!("run:{run_id}"));
+        self.link.call("find_run", conn.get(&key)).await
+    }
+
+    async fn save_checkpoint(&self, run: &crate::run::RunResult) -> Result<(), StoreError> {
+        let data = serde_json::to_string(run)
+            .map_err(|e| StoreError::Backend(format!("cannot serialize a checkpoint: {e}")))?;
+        let mut conn = self.link.conn.clone();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.link.key(&format!("checkpoint:{}", run.run_id)))
+            .arg(data);
+        if let Some(ttl) = self.link.config.ttl {
+            cmd.arg("PX").arg(ttl.as_millis().max(1) as u64);
+        }
+        self.link
+            .call("save_checkpoint", cmd.query_async::<()>(&mut conn))
+            .await
+    }
+
+    async fn load_checkpoint(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<crate::run::RunResult>, StoreError> {
+        let mut conn = self.link.conn.clone();
+        let key = self.link.key(&format!("checkpoint:{run_id}"));
+        let data: Option<String> = self.link.call("load_checkpoint", conn.get(&key)).await?;
+        data.map(|d| {
+            serde_json::from_str(&d)
+                .map_err(|e| StoreError::Corrupt(format!("checkpoint of run {run_id}: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn clear_checkpoint(&self, run_id: &str) -> Result<(), StoreError> {
+        let mut conn = self.link.conn.clone();
+        let key = self.link.key(&format!("checkpoint:{run_id}"));
+        self.link
+            .call("clear_checkpoint", conn.del::<_, ()>(&key))
+            .await
+    }
+
     async fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
         let mut conn = self.link.conn.clone();
         let key = self.session_key(id);
