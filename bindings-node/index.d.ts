@@ -460,6 +460,51 @@ export interface A2aAgentConfig {
   pollIntervalMs?: number
 }
 
+export interface QueueAgentOptions {
+  description?: string
+  /** Time limit of one call (default 60 000). */
+  timeoutMs?: number
+  /** Namespace of the queue's keys or subjects; must match the workers' (default "orchestra"). */
+  prefix?: string
+  /** NATS only: durable delivery through a JetStream work-queue stream. */
+  jetstream?: boolean
+}
+
+export interface ServeAgentOptions {
+  /** `redis://host:6379` or `nats://host:4222`. */
+  transport: string
+  description?: string
+  /** Must match the orchestrator's queue agent (default "orchestra"). */
+  prefix?: string
+  /** NATS only: take requests from a JetStream work-queue stream. */
+  jetstream?: boolean
+  /** A request its worker has not touched for this long goes to another worker (default 30 000). */
+  claimIdleMs?: number
+  /** A Redis URL: announce the worker in that agent registry while it runs (seen by `/agents`). */
+  registryUrl?: string
+  /** Key prefix of that registry (default "orchestra"). */
+  registryPrefix?: string
+}
+
+/** A running queue worker (see `serveAgent`). */
+export declare class AgentWorker {
+  /** The worker's consumer name on the queue. */
+  readonly id: string
+  readonly running: boolean
+  /** Stops taking requests; resolves once the request in flight is answered. */
+  stop(): Promise<void>
+  /** Resolves when the worker has stopped. */
+  wait(): Promise<void>
+  /** Ends the worker at once, as a crash would: another worker takes its request over. */
+  abort(): void
+}
+
+/**
+ * Serves `fn` as agent `name` to orchestrators through a queue; resolves once
+ * the worker receives requests.
+ */
+export declare function serveAgent(name: string, fn: AgentFn, options: ServeAgentOptions): Promise<AgentWorker>
+
 export declare class Orchestrator {
   constructor(config?: OrchestratorConfig)
   /** The five pattern names. */
@@ -476,6 +521,8 @@ export declare class Orchestrator {
   addLlmPlanner(name: string, model: ModelConfig): this
   /** Fetches an A2A agent card and registers the peer; resolves to its name. */
   addA2aAgent(config: A2aAgentConfig): Promise<string>
+  /** Registers an agent answered by workers behind a queue (`serveAgent`); resolves once connected. */
+  addQueueAgent(name: string, transport: string, options?: QueueAgentOptions): Promise<this>
   removeAgent(name: string): boolean
   agents(): AgentInfo[]
   /** Registers a group chat manager, used with `options: { manager: name }`. */

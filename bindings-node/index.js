@@ -4,6 +4,7 @@
 const { Orchestrator, RunStream, PATTERNS } = require('./lib/orchestrator')
 const { Handoff } = require('./lib/handoff')
 const { MemoryStore, RedisStore } = require('./lib/stores')
+const { AgentWorker, serveAgent } = require('./lib/queue')
 const errors = require('./lib/errors')
 const native = require('./lib/native')
 
@@ -13,6 +14,8 @@ module.exports = {
   Handoff,
   MemoryStore,
   RedisStore,
+  AgentWorker,
+  serveAgent,
   OrchestraError: errors.OrchestraError,
   InvalidRequestError: errors.InvalidRequestError,
   AgentError: errors.AgentError,

@@ -7,6 +7,8 @@ export const {
   Handoff,
   MemoryStore,
   RedisStore,
+  AgentWorker,
+  serveAgent,
   OrchestraError,
   InvalidRequestError,
   AgentError,

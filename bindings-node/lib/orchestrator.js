@@ -271,6 +271,26 @@ class Orchestrator {
     }
   }
 
+  /**
+   * Registers an agent answered by workers behind a queue (`serveAgent`, or
+   * any worker speaking the queue contract of docs/agent-protocol.md):
+   * `transport` is `redis://…` or `nats://…`; options `{ description?,
+   * timeoutMs?, prefix?, jetstream? }` (prefix and jetstream must match the
+   * workers'). Resolves once the transport is connected.
+   */
+  async addQueueAgent(name, transport, options = {}) {
+    if (typeof this._native.addQueueAgent !== 'function') {
+      throw new OrchestraError('orchestra-sdk was built without queue support (features redis / nats)')
+    }
+    const { nativeOptions } = require('./queue')
+    try {
+      await this._native.addQueueAgent(name, transport, String(options.description ?? ''), nativeOptions(options))
+    } catch (e) {
+      throw fromNative(e)
+    }
+    return this
+  }
+
   _requireRemote() {
     if (typeof this._native.addHttpAgent !== 'function') {
       throw new OrchestraError('orchestra-sdk was built without remote agents (feature http-agents)')
@@ -492,4 +512,9 @@ class Orchestrator {
   }
 }
 
-module.exports = { Orchestrator, RunStream, toEvent, PATTERNS }
+/** The native callback of an agent function (also used by `serveAgent`). */
+function wrapAgent(fn) {
+  return wrapCallback(fn, decodeInput, encodeOutput)
+}
+
+module.exports = { Orchestrator, RunStream, toEvent, PATTERNS, wrapAgent }

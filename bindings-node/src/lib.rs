@@ -8,6 +8,8 @@
 //! - [`components`]: JS functions as core agents, group chat managers, planners,
 //! - `remote`: the core's HTTP, OpenAI-compatible and A2A agents, LLM
 //!   managers and planners (feature `http-agents`),
+//! - `queue`: queue agents and `serveAgent` workers over Redis Streams or
+//!   NATS (features `redis` / `nats`),
 //! - [`callback`]: the one way Rust calls JavaScript,
 //! - [`error`]: the one place errors are converted.
 //!
@@ -17,6 +19,8 @@ mod callback;
 mod components;
 mod error;
 mod orchestrator;
+#[cfg(any(feature = "redis", feature = "nats"))]
+mod queue;
 #[cfg(feature = "http-agents")]
 mod remote;
 mod store;
