@@ -14,7 +14,7 @@ use std::{
 use fixtures_llm::*;
 use futures::StreamExt;
 use orchestra_core::{
-    EventKind, FnAgent, OrchestrationEvent, Orchestrator, RunRequest, RunStatus,
+    EventKind, FnAgent, OrchestrationEvent, Orchestrator, RunRequest, RunStatus, Usage,
     agents::openai::{OpenAiAgentConfig, OpenAiChatModel, OpenAiConfig},
     llm::{LlmAgent, LlmManager, LlmPlanner, Tool},
 };
@@ -499,18 +499,18 @@ async fn the_llm_manager_picks_speakers_and_ends_the_chat() {
     let server = Server::openai(vec![
         Reply::Json(completion(
             r#"{"next": "writer", "reason": "nothing drafted yet"}"#,
-            1,
-            1,
+            10,
+            2,
         )),
         Reply::Json(completion(
             "```json\n{\"next\": \"Critic\", \"reason\": \"review\"}\n```",
-            1,
-            1,
+            11,
+            3,
         )),
         Reply::Json(completion(
             r#"{"next": "", "terminate": true, "reason": "approved"}"#,
-            1,
-            1,
+            12,
+            4,
         )),
     ])
     .await;
@@ -543,6 +543,8 @@ async fn the_llm_manager_picks_speakers_and_ends_the_chat() {
     let r = last_result(&evs);
     assert_eq!(r.termination.as_deref(), Some("manager ended the chat"));
     assert_eq!(r.output.as_deref(), Some("Accurate. APPROVED"));
+    // The agents used no model; every token is the manager's three calls.
+    assert_eq!(r.usage, Usage::new(10 + 11 + 12, 2 + 3 + 4));
     let bodies = server.rec.bodies();
     assert_eq!(bodies[0]["response_format"]["type"], "json_object");
     let prompt = bodies[2].to_string();
@@ -716,6 +718,8 @@ async fn the_llm_planner_keeps_ledgers_and_replans_after_a_stall() {
     assert_eq!(updated.0.steps[0].agents, vec!["writer"]);
     assert!(updated.0.rationale.contains("progressing=no"));
     assert_eq!(updated.1.stalls, 1);
+    // The two plans' tokens are the run's (the agents used no model).
+    assert_eq!(r.usage, Usage::new(200, 100));
     // The replan saw the previous task ledger and what happened.
     let replan_prompt = server.rec.bodies()[1]["messages"][1]["content"]
         .as_str()

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `orchestra_runs_total` | counter | pattern, status |
 //! | `orchestra_run_duration_seconds` | histogram | pattern, status |
+//! | `orchestra_run_tokens_total` | counter | pattern, kind (prompt, completion) |
 //! | `orchestra_agent_call_duration_seconds` | histogram | agent |
 //! | `orchestra_agent_errors_total` | counter | agent, code |
 //! | `orchestra_policy_decisions_total` | counter | agent, kind (retry, fallback, circuit_*) |
@@ -79,6 +80,10 @@ fn describe() {
     metrics::describe_counter!(
         "orchestra_runs_total",
         "Runs finished, by pattern and status."
+    );
+    metrics::describe_counter!(
+        "orchestra_run_tokens_total",
+        "Model tokens of finished runs (agents, LLM managers and planners), by pattern and kind."
     );
     metrics::describe_histogram!(
         "orchestra_run_duration_seconds",
@@ -208,6 +213,19 @@ fn observe_run(r: &RunResult) {
         "status" => status
     )
     .record(r.duration_ms as f64 / 1000.0);
+    for (kind, tokens) in [
+        ("prompt", r.usage.prompt_tokens),
+        ("completion", r.usage.completion_tokens),
+    ] {
+        if tokens > 0 {
+            metrics::counter!(
+                "orchestra_run_tokens_total",
+                "pattern" => r.pattern.clone(),
+                "kind" => kind
+            )
+            .increment(tokens);
+        }
+    }
 }
 
 /// Counts a run (and, for streams, an open stream) while it lives.

@@ -179,6 +179,11 @@ async fn a_configured_llm_manager_and_planner_are_chosen_by_name_over_rest() {
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["status"], "completed", "{r}");
     assert_eq!(r["steps"][0]["agent"], "peer");
+    // The peer reports no tokens: the run's usage is the manager's.
+    let asked_times = f.manager.bodies().len() as u64;
+    assert!(asked_times >= 1);
+    assert_eq!(r["usage"]["prompt_tokens"], 7 * asked_times, "{r}");
+    assert_eq!(r["usage"]["completion_tokens"], 2 * asked_times, "{r}");
     let asked = &f.manager.bodies()[0];
     assert!(
         asked.to_string().contains("an A2A peer that knows the sea"),
@@ -210,6 +215,29 @@ async fn a_configured_llm_manager_and_planner_are_chosen_by_name_over_rest() {
         .collect();
     assert_eq!(agents, ["peer"]);
     assert!(!f.planner.bodies().is_empty());
+    let plans = f.planner.bodies().len() as u64;
+    assert_eq!(result["usage"]["prompt_tokens"], 40 * plans, "{result}");
+    assert_eq!(result["usage"]["completion_tokens"], 20 * plans, "{result}");
+    let metrics = c
+        .get(f.server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (pattern, kind, tokens) in [
+        ("group_chat", "prompt", 7 * asked_times),
+        ("dynamic", "completion", 20 * plans),
+    ] {
+        let found = metrics.lines().any(|l| {
+            l.starts_with("orchestra_run_tokens_total{")
+                && l.contains(&format!("pattern=\"{pattern}\""))
+                && l.contains(&format!("kind=\"{kind}\""))
+                && l.ends_with(&format!(" {tokens}"))
+        });
+        assert!(found, "no {pattern} {kind} tokens = {tokens} in\n{metrics}");
+    }
     assert!(
         f.llm.bodies().is_empty(),
         "the planner did not pick the assistant"

@@ -180,7 +180,11 @@ impl GroupChatManager for LlmManager {
         for attempt in 0..2 {
             let call = ChatCall::new(ctx.cancellation(), Some(ctx.deadline()));
             let answer = match self.model.chat(&request, call).await {
-                Ok(a) => a,
+                Ok(a) => {
+                    // The manager's tokens are the run's too.
+                    ctx.add_usage(a.usage);
+                    a
+                }
                 Err(crate::error::AgentError::Cancelled) => return Err(OrchestraError::Cancelled),
                 Err(e) => {
                     problem = format!("the model failed: {e}");

@@ -354,7 +354,11 @@ impl Planner for LlmPlanner {
         for attempt in 0..=self.retries {
             let call = ChatCall::new(ctx.cancellation(), Some(ctx.deadline()));
             let answer = match self.model.chat(&chat, call).await {
-                Ok(a) => a,
+                Ok(a) => {
+                    // The planner's tokens are the run's too.
+                    ctx.add_usage(a.usage);
+                    a
+                }
                 Err(AgentError::Cancelled) => return Err(OrchestraError::Cancelled),
                 Err(e) => {
                     // The model client already retried what was worth retrying.
