@@ -921,6 +921,16 @@ impl Orchestrator {
         Ok(self.stream_prepared(prepared))
     }
 
+    /// Records the answer of a waiting run without continuing it: the run is
+    /// claimed (marked `running`, so no other answer is taken) and must then
+    /// be continued with `resume(run_id, None)`, here or in another process
+    /// (the server queues the continuation so that any instance may run it).
+    /// Returns the claimed record.
+    pub async fn answer(&self, run_id: &str, answer: Value) -> Result<RunResult, OrchestraError> {
+        let prepared = self.prepare_resume(run_id, Some(answer)).await?;
+        Ok(prepared.resume.map(|r| r.record).unwrap_or_default())
+    }
+
     /// [`resume`](Self::resume), run to its end (or its next pause).
     pub async fn resume_run(
         &self,
