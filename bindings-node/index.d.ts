@@ -337,6 +337,8 @@ export interface PlanUpdatedEvent extends EventBase { type: 'plan_updated'; plan
 /** A budget of the run's `termination` condition was used up; the run stops cleanly. */
 export interface BudgetExceededEvent extends EventBase { type: 'budget_exceeded'; budget: string; limit: number; used: number }
 export interface RunCompletedEvent extends EventBase { type: 'run_completed'; result: RunResult }
+/** A remote (A2A) agent's task changed state: submitted, working, input-required, auth-required, completed, failed, canceled, rejected. */
+export interface AgentTaskStateEvent extends EventBase { type: 'agent_task_state'; agent: string; step: number; taskId?: string; state: string; message?: string }
 export interface RunFailedEvent extends EventBase { type: 'run_failed'; error: ErrorInfo; result: RunResult }
 export interface RunCancelledEvent extends EventBase { type: 'run_cancelled'; reason: string; result: RunResult }
 
@@ -349,6 +351,7 @@ export type OrchestrationEvent =
   | AgentFailedEvent
   | ToolCalledEvent
   | ToolCompletedEvent
+  | AgentTaskStateEvent
   | RetryEvent
   | FallbackEvent
   | CircuitOpenedEvent

@@ -588,8 +588,8 @@ class Event:
     """One step of a run, as streamed: the core's event JSON with typed accessors.
 
     ``type`` is one of run_started, agent_started, agent_delta, agent_completed,
-    agent_failed, tool_called, tool_completed, retry, fallback, circuit_opened,
-    circuit_half_open, circuit_closed, handoff, speaker_selected, plan_created,
+    agent_failed, tool_called, tool_completed, agent_task_state, retry, fallback,
+    circuit_opened, circuit_half_open, circuit_closed, handoff, speaker_selected, plan_created,
     plan_updated, budget_exceeded, run_completed, run_failed, run_cancelled
     (new types may be added).
     """
