@@ -566,10 +566,8 @@ mod tests {
     #[test]
     fn etcd_discovery_is_off_unless_configured_and_checked_when_it_is() {
         assert_eq!(Config::default().discovery.etcd, None);
-        let c = Config::from_toml_str(
-            "[discovery.etcd]\nendpoints = [\"http://10.0.0.5:2379\"]\n",
-        )
-        .unwrap();
+        let c = Config::from_toml_str("[discovery.etcd]\nendpoints = [\"http://10.0.0.5:2379\"]\n")
+            .unwrap();
         let etcd = c.discovery.etcd.unwrap();
         assert_eq!(etcd.prefix, "/orchestra/agents/");
         assert_eq!(etcd.endpoints, ["http://10.0.0.5:2379"]);
