@@ -212,3 +212,46 @@ async fn configured_redis_and_etcd_agents_combine_and_configured_names_win() {
         "{listing}"
     );
 }
+
+#[tokio::test]
+async fn the_server_starts_without_etcd_and_finds_its_agents_once_etcd_is_up() {
+    let svc = AgentService::start().await;
+    let port = orchestra_core::discovery::free_port().expect("a free port");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let server = Server::start(&format!(
+        "[discovery]\nrefresh_ms = 600000\n\n[discovery.etcd]\nendpoints = [\"{endpoint}\"]\nprefix = \"{PREFIX}\"\n\n{}",
+        configured_agent(&svc)
+    ))
+    .await;
+    let c = reqwest::Client::new();
+    let names: Vec<Value> = listed(&c, &server)
+        .await
+        .into_iter()
+        .map(|a| a["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("researcher")]);
+
+    let mut etcd = EtcdTestServer::start_on(port).await.expect("start etcd");
+    registry(&etcd)
+        .register(
+            &AgentRegistration::new("late", "http", svc.url("/echo")),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    // The watch reconnects by itself (no refresh tick comes in this test).
+    until_listed(&c, &server, "late").await;
+    let (status, r) = run(&c, &server, &["late"]).await;
+    assert_eq!(status, 200, "{r}");
+
+    // etcd gone: the last known registrations stay routable.
+    etcd.kill();
+    let (status, r) = run(&c, &server, &["late"]).await;
+    assert_eq!(status, 200, "{r}");
+    assert!(
+        listed(&c, &server)
+            .await
+            .iter()
+            .any(|a| a["name"] == "late")
+    );
+}

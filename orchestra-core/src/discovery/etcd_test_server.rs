@@ -23,7 +23,8 @@ pub struct EtcdTestServer {
     endpoint: String,
 }
 
-fn free_port() -> Result<u16, String> {
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> Result<u16, String> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind a free port: {e}"))?;
     l.local_addr()
         .map(|a| a.port())
@@ -36,7 +37,7 @@ impl EtcdTestServer {
     pub async fn start() -> Result<Self, String> {
         let mut last = String::new();
         for _ in 0..3 {
-            match Self::try_start().await {
+            match Self::try_start(free_port()?).await {
                 Ok(s) => return Ok(s),
                 Err(e) => last = e,
             }
@@ -44,9 +45,15 @@ impl EtcdTestServer {
         Err(last)
     }
 
-    async fn try_start() -> Result<Self, String> {
+    /// Starts etcd with its client URL on this port (e.g. one a server was
+    /// configured with before etcd was up).
+    pub async fn start_on(client_port: u16) -> Result<Self, String> {
+        Self::try_start(client_port).await
+    }
+
+    async fn try_start(client: u16) -> Result<Self, String> {
         let bin = std::env::var("ORCHESTRA_ETCD_BIN").unwrap_or_else(|_| "etcd".into());
-        let (client, peer) = (free_port()?, free_port()?);
+        let peer = free_port()?;
         let dir = std::env::temp_dir().join(format!(
             "orchestra-etcd-{}-{}",
             std::process::id(),

@@ -37,7 +37,7 @@ pub use etcd::{
     EtcdListing, EtcdRegistration, Lease,
 };
 #[cfg(all(feature = "etcd", feature = "test-utils"))]
-pub use etcd_test_server::EtcdTestServer;
+pub use etcd_test_server::{EtcdTestServer, free_port};
 #[cfg(feature = "redis")]
 pub use redis::{Heartbeat, RedisAgentRegistry};
 
