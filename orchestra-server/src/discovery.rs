@@ -443,6 +443,13 @@ pub async fn build_agent(
             Ok(Arc::new(agent))
         }
         "queue" => crate::queue_agents::build(d).await,
+        "human" => {
+            d.check_settings()?;
+            Ok(Arc::new(orchestra_core::HumanAgent::new(
+                &d.name,
+                &d.description,
+            )))
+        }
         "demo" => {
             d.check_settings()?;
             demo::demo_agent(&d.name).ok_or_else(|| {
@@ -458,7 +465,7 @@ pub async fn build_agent(
             })
         }
         other => Err(d.invalid(format!(
-            "unknown kind '{other}' (expected \"http\", \"openai\", \"a2a\", \"queue\" or \"demo\")"
+            "unknown kind '{other}' (expected \"http\", \"openai\", \"a2a\", \"queue\", \"human\" or \"demo\")"
         ))),
     }
 }

@@ -106,6 +106,17 @@ impl From<OrchestraError> for ApiError {
         if e.is_invalid_request() {
             return Self::new(StatusCode::BAD_REQUEST, e.code(), e.to_string());
         }
+        let status = match &e {
+            OrchestraError::InvalidAnswer { .. } => Some(StatusCode::UNPROCESSABLE_ENTITY),
+            OrchestraError::UnknownRun { .. } => Some(StatusCode::NOT_FOUND),
+            OrchestraError::RunState { .. } | OrchestraError::InputExpired { .. } => {
+                Some(StatusCode::CONFLICT)
+            }
+            _ => None,
+        };
+        if let Some(status) = status {
+            return Self::new(status, e.code(), e.to_string());
+        }
         match e {
             OrchestraError::Store(s) => s.into(),
             other => {

@@ -28,6 +28,7 @@
 //! ```
 
 pub mod auth;
+pub mod cancel;
 pub mod chaos;
 pub mod config;
 pub mod demo;
@@ -90,6 +91,8 @@ pub fn router(state: AppState) -> Router {
         .route("/agents/register", post(agents::register_agent))
         .route("/agents/{name}", delete(agents::deregister_agent))
         .route("/runs/{run_id}", get(runs::get_run))
+        .route("/runs/{run_id}/input", post(runs::answer_run))
+        .route("/runs/{run_id}/cancel", post(runs::cancel_run))
         .route("/health", get(health::health))
         .route("/metrics", get(routes::metrics::metrics))
         .route("/openapi.json", get(openapi::openapi_json))
@@ -214,7 +217,13 @@ pub async fn serve_state(
         }
     };
     let background_stop = shutting_down.child_token();
-    let workers = worker::spawn_workers(&state, &background_stop);
+    let mut workers = worker::spawn_workers(&state, &background_stop);
+    if state.redis.is_some() {
+        workers.push(tokio::spawn(cancel::listen(
+            state.clone(),
+            background_stop.clone(),
+        )));
+    }
     let refresher = tokio::spawn(state.clone().refresh_loop(background_stop.clone()));
     let app = router(state);
     tracing::info!(%addr, "orchestra-server listening");

@@ -347,4 +347,46 @@ impl<S: SessionStore> SessionStore for MeteredStore<S> {
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }
+
+    fn is_durable(&self) -> bool {
+        self.inner.is_durable()
+    }
+
+    async fn index_run(&self, run_id: &str, session_id: &str) -> Result<(), StoreError> {
+        let start = Instant::now();
+        let r = self.inner.index_run(run_id, session_id).await;
+        self.record("index_run", start, &r);
+        r
+    }
+
+    async fn find_run(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        let start = Instant::now();
+        let r = self.inner.find_run(run_id).await;
+        self.record("find_run", start, &r);
+        r
+    }
+
+    async fn save_checkpoint(&self, run: &orchestra_core::RunResult) -> Result<(), StoreError> {
+        let start = Instant::now();
+        let r = self.inner.save_checkpoint(run).await;
+        self.record("save_checkpoint", start, &r);
+        r
+    }
+
+    async fn load_checkpoint(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<orchestra_core::RunResult>, StoreError> {
+        let start = Instant::now();
+        let r = self.inner.load_checkpoint(run_id).await;
+        self.record("load_checkpoint", start, &r);
+        r
+    }
+
+    async fn clear_checkpoint(&self, run_id: &str) -> Result<(), StoreError> {
+        let start = Instant::now();
+        let r = self.inner.clear_checkpoint(run_id).await;
+        self.record("clear_checkpoint", start, &r);
+        r
+    }
 }

@@ -84,6 +84,8 @@ pub struct Inner {
 pub struct RedisBackend {
     pub store: RedisStore,
     pub queue: RedisRunQueue,
+    /// The Redis URL, for connections of their own (pub/sub).
+    pub url: String,
 }
 
 impl RedisBackend {
@@ -116,7 +118,7 @@ impl RedisBackend {
                 ..RunQueueConfig::default()
             },
         );
-        Ok(Some(Self { store, queue }))
+        Ok(Some(Self { store, queue, url }))
     }
 
     /// The agent registry with registrations living `ttl` after their last beat.

@@ -210,6 +210,33 @@ impl<S: SessionStore> SessionStore for WriteThroughStore<S> {
         self.inner.kind()
     }
 
+    fn is_durable(&self) -> bool {
+        self.inner.is_durable()
+    }
+
+    async fn index_run(&self, run_id: &str, session_id: &str) -> Result<(), StoreError> {
+        self.inner.index_run(run_id, session_id).await
+    }
+
+    async fn find_run(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        self.inner.find_run(run_id).await
+    }
+
+    async fn save_checkpoint(&self, run: &orchestra_core::RunResult) -> Result<(), StoreError> {
+        self.inner.save_checkpoint(run).await
+    }
+
+    async fn load_checkpoint(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<orchestra_core::RunResult>, StoreError> {
+        self.inner.load_checkpoint(run_id).await
+    }
+
+    async fn clear_checkpoint(&self, run_id: &str) -> Result<(), StoreError> {
+        self.inner.clear_checkpoint(run_id).await
+    }
+
     async fn update(
         &self,
         id: &str,

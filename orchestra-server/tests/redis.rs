@@ -244,10 +244,11 @@ async fn async_mode_on_the_memory_store_is_refused_with_a_clear_code() {
         (status, &body["error"]["code"]),
         (409, &json!("redis_required"))
     );
+    // Runs are still looked up by id (in the memory store); this one is unknown.
     let (status, body) = get_json(&c, &server.url("/runs/abc")).await;
     assert_eq!(
         (status, &body["error"]["code"]),
-        (409, &json!("redis_required"))
+        (404, &json!("run_not_found"))
     );
     let (status, body) = post_json(
         &c,
@@ -316,18 +317,24 @@ async fn a_run_whose_worker_is_killed_mid_run_is_finished_by_the_other_instance(
     assert_eq!(runs[0]["status"], "completed");
     assert_eq!(s["messages"].as_array().unwrap().len(), 2);
 
-    // The stream has both attempts and ends with the one terminal event.
+    // The stream has both attempts (the second resumes the first from its
+    // checkpoint) and ends with the one terminal event.
     let events = read_events(&c, &b.url(&format!("/runs/{run_id}/events")), None).await;
     let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(
         kinds.iter().filter(|k| **k == "run_started").count(),
-        2,
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "run_resumed").count(),
+        1,
         "{kinds:?}"
     );
     assert_eq!(
         kinds
             .iter()
-            .filter(|k| k.starts_with("run_") && **k != "run_started")
+            .filter(|k| k.starts_with("run_") && !matches!(**k, "run_started" | "run_resumed"))
             .count(),
         1,
         "{kinds:?}"
@@ -614,10 +621,14 @@ async fn a_run_that_keeps_failing_is_dead_lettered_and_a_failed_run_is_a_result(
         let (c, url) = (c.clone(), url.clone());
         async move {
             let (_, run) = get_json(&c, &url).await;
-            (run["status"] == "completed").then_some(run)
+            (run["queue_status"] == "completed").then_some(run)
         }
     })
     .await;
+    assert_eq!(
+        run["status"], "failed",
+        "the run's own status; the queue's says it ended"
+    );
     assert_eq!(run["attempts"], 1);
     assert_eq!(run["result"]["status"], "failed");
     assert_eq!(run["result"]["error"]["code"], "agent_failed");

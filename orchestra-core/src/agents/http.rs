@@ -211,7 +211,7 @@ impl HttpAgent {
             .map_err(|e| transport_error(e, timeout))?;
         let wire: WireResponse = serde_json::from_slice(&bytes)
             .map_err(|e| AgentError::InvalidOutput(format!("response is not valid JSON: {e}")))?;
-        Ok(wire.into_output())
+        wire.into_result()
     }
 }
 
@@ -244,6 +244,7 @@ impl Agent for HttpAgent {
             metadata: &input.metadata,
             state: &input.state,
             deadline_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
+            answer: ctx.answer(),
         };
         tokio::select! {
             biased;
@@ -302,6 +303,9 @@ struct WireRequest<'a> {
     state: &'a Value,
     /// Milliseconds the service has before the caller gives up.
     deadline_ms: u64,
+    /// The answer to the question this step asked before the run paused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answer: Option<&'a Value>,
 }
 
 /// What an agent service answers. Unknown fields are ignored so services can
@@ -318,6 +322,18 @@ struct WireResponse {
     usage: Option<WireUsage>,
     #[serde(default)]
     state_patch: Option<Value>,
+    /// The service needs a person's answer first: the run pauses.
+    #[serde(default)]
+    input_required: Option<WireInputRequest>,
+}
+
+#[derive(Deserialize)]
+struct WireInputRequest {
+    prompt: String,
+    #[serde(default)]
+    schema: Option<Value>,
+    #[serde(default)]
+    context: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -329,6 +345,17 @@ struct WireUsage {
 }
 
 impl WireResponse {
+    /// The output, or the question that pauses the run.
+    fn into_result(self) -> Result<AgentOutput, AgentError> {
+        if let Some(q) = self.input_required {
+            let mut request = crate::run::InputRequest::new(q.prompt);
+            request.schema = q.schema;
+            request.context = q.context;
+            return Err(AgentError::input(request));
+        }
+        Ok(self.into_output())
+    }
+
     fn into_output(self) -> AgentOutput {
         let content = match (self.content, &self.handoff) {
             (Some(c), _) => c,

@@ -94,6 +94,8 @@ impl Modify for BearerAuth {
         routes::agents::register_agent,
         routes::agents::deregister_agent,
         routes::runs::get_run,
+        routes::runs::answer_run,
+        routes::runs::cancel_run,
         routes::runs::run_events,
         routes::health::health,
         routes::metrics::metrics,
@@ -101,7 +103,7 @@ impl Modify for BearerAuth {
     ),
     components(schemas(
         ErrorBody, ErrorDetail, SessionList, PatternList, PatternListing, AgentList, AgentListing,
-        AgentSource, RegisterBody, Registered, Accepted,
+        AgentSource, RegisterBody, Registered, Accepted, routes::runs::InputBody, routes::runs::Resumed,
         Health, StoreHealth, RunRequestSchema, OrchestrateRequestSchema, RunResultSchema, SessionSchema,
         SessionSummarySchema, OrchestrationEventSchema,
     )),

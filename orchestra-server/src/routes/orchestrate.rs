@@ -227,7 +227,8 @@ pub async fn orchestrate(
         observe(&event);
         if let EventKind::RunCompleted { result: r }
         | EventKind::RunFailed { result: r, .. }
-        | EventKind::RunCancelled { result: r, .. } = event.kind
+        | EventKind::RunCancelled { result: r, .. }
+        | EventKind::InputRequested { result: r, .. } = event.kind
         {
             result = Some(*r);
         }

@@ -1,6 +1,8 @@
-//! `GET /runs/{run_id}` (status and result of a queued run) and
-//! `GET /runs/{run_id}/events` (its events as Server-Sent Events), served by
-//! any instance on the same Redis.
+//! `GET /runs/{run_id}` (status, pending question, checkpoint and result of
+//! any run), `POST /runs/{run_id}/input` (answer a waiting run),
+//! `POST /runs/{run_id}/cancel` (cancel a run on whichever instance runs it)
+//! and `GET /runs/{run_id}/events` (a queued run's events as Server-Sent
+//! Events), served by any instance on the same Redis.
 
 use std::{convert::Infallible, time::Duration};
 
@@ -14,10 +16,13 @@ use axum::{
     },
 };
 use futures::{Stream, StreamExt};
-use serde_json::Value;
+use orchestra_core::queue::QueuedRunStatus;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::{
-    error::{ApiError, ErrorBody},
+    error::{ApiError, ApiJson, ErrorBody},
     state::{AppState, RedisBackend},
 };
 
@@ -29,26 +34,28 @@ fn backend(state: &AppState) -> Result<&RedisBackend, ApiError> {
 }
 
 fn not_found(run_id: &str) -> ApiError {
-    ApiError::not_found("run_not_found", format!("no queued run '{run_id}'"))
+    ApiError::not_found("run_not_found", format!("no run '{run_id}'"))
 }
 
-/// Status and result of a queued run.
+/// Status of a run: a run started by `POST /orchestrate` (waiting for input,
+/// or interrupted and resumed) or a queued one.
 ///
-/// `status` is the queue's: `queued`, `running`, `retrying` (an attempt
-/// failed; it is delivered again), `completed` (it has a `result`; the run
-/// itself may have failed: see `result.status`) or `dead` (moved to the
-/// dead-letter stream after repeated failures; `error` says why).
+/// `status` is the run's own (`running`, `waiting_for_input`, `completed`,
+/// `failed`, `timed_out`, `cancelled`) once it has started, and the queue's
+/// (`queued`, `retrying`, `dead`) before that or when it was dead-lettered;
+/// `queue_status` is the queue's when the run went through the queue. `input`
+/// is the question a waiting run asks; `checkpoint` where the run stands;
+/// `result` the run record once it has one.
 #[utoipa::path(
     get,
     path = "/runs/{run_id}",
     tag = "runs",
-    params(("run_id" = String, Path, description = "The id answered by an async POST /orchestrate")),
+    params(("run_id" = String, Path, description = "A run id")),
     responses(
-        (status = 200, description = "`run_id`, `session_id`, `status`, `request`, `result` (a RunResult, once completed), `error`, `attempts`, `worker`, `submitted_at`, `updated_at`", body = Object),
+        (status = 200, description = "`run_id`, `session_id`, `status`, `queue_status`, `input`, `checkpoint`, `result` (a RunResult), and for queued runs `request`, `error`, `attempts`, `worker`, `submitted_at`, `updated_at`", body = Object),
         (status = 400, description = "Invalid run id (`invalid_run_id`)", body = ErrorBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 404, description = "No such run, or its record expired (`run_not_found`)", body = ErrorBody),
-        (status = 409, description = "The server uses the memory store (`redis_required`)", body = ErrorBody),
         (status = 503, description = "Redis unavailable (`store_unavailable`)", body = ErrorBody),
     )
 )]
@@ -56,19 +63,168 @@ pub async fn get_run(
     State(state): State<AppState>,
     Path(run_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let redis = backend(&state)?;
-    let run = redis
-        .queue
-        .status(&run_id)
-        .await?
-        .ok_or_else(|| not_found(&run_id))?;
-    let session_id = run.request.get("session_id").cloned();
-    let mut body =
-        serde_json::to_value(&run).map_err(|e| ApiError::internal("cannot encode a run", &e))?;
-    if let (Some(obj), Some(sid)) = (body.as_object_mut(), session_id) {
-        obj.insert("session_id".into(), sid);
+    orchestra_core::queue::validate_run_id(&run_id)?;
+    let record = state.orch.get_run(&run_id).await?;
+    let queued = match &state.redis {
+        Some(redis) => redis.queue.status(&run_id).await?,
+        None => None,
+    };
+    let mut body = match &queued {
+        Some(run) => {
+            serde_json::to_value(run).map_err(|e| ApiError::internal("cannot encode a run", &e))?
+        }
+        None => json!({"run_id": run_id}),
+    };
+    let Some(obj) = body.as_object_mut() else {
+        return Err(ApiError::internal("cannot encode a run", &"not an object"));
+    };
+    if let Some(run) = &queued {
+        obj.insert("queue_status".into(), json!(run.status.as_str()));
+        if let Some(sid) = run.request.get("session_id") {
+            obj.insert("session_id".into(), sid.clone());
+        }
+    }
+    match (record, queued.as_ref().map(|q| q.status)) {
+        (Some(record), queue) => {
+            if queue != Some(QueuedRunStatus::Dead) {
+                obj.insert("status".into(), json!(record.status.as_str()));
+            }
+            obj.insert("session_id".into(), json!(record.session_id));
+            obj.insert("input".into(), json!(record.input));
+            obj.insert("checkpoint".into(), json!(record.checkpoint));
+            obj.insert("result".into(), json!(record));
+        }
+        (None, Some(_)) => {}
+        (None, None) => return Err(not_found(&run_id)),
     }
     Ok(Json(body))
+}
+
+/// An answer to a waiting run's question.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InputBody {
+    /// Any JSON the pending question's schema accepts.
+    #[schema(value_type = Object)]
+    pub answer: Value,
+}
+
+/// What `POST /runs/{run_id}/input` answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Resumed {
+    pub run_id: String,
+    pub session_id: String,
+    /// `running`: the run goes on from its checkpoint.
+    pub status: String,
+    /// Where to follow the run until it ends or asks again.
+    pub status_url: String,
+    /// The continuation's events (Redis: queued, readable from any instance).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_url: Option<String>,
+}
+
+/// Answers a run waiting for input; the run resumes from its checkpoint.
+///
+/// The answer is checked against the question's JSON schema: a bad answer is
+/// refused with 422 `invalid_answer` and the run keeps waiting. Only one
+/// answer is taken (a second gets 409 `run_not_waiting`). With Redis the
+/// rest of the run is queued, so any instance may run it (even days later,
+/// after a redeploy); otherwise it goes on in this process.
+#[utoipa::path(
+    post,
+    path = "/runs/{run_id}/input",
+    tag = "runs",
+    params(("run_id" = String, Path, description = "A run waiting for input")),
+    request_body(content = InputBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Answer taken; the run resumes", body = Resumed),
+        (status = 400, description = "Invalid run id or malformed body", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "No such run (`run_not_found`)", body = ErrorBody),
+        (status = 409, description = "The run is not waiting (`run_not_waiting`) or its question expired (`input_expired`)", body = ErrorBody),
+        (status = 422, description = "The answer fails the question's schema (`invalid_answer`)", body = ErrorBody),
+        (status = 503, description = "Redis unavailable (`store_unavailable`)", body = ErrorBody),
+    )
+)]
+pub async fn answer_run(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+    ApiJson(body): ApiJson<InputBody>,
+) -> Result<Response, ApiError> {
+    orchestra_core::queue::validate_run_id(&run_id)?;
+    let claimed = state.orch.answer(&run_id, body.answer).await?;
+    let events_url = crate::worker::continue_run(&state, &claimed).await?;
+    let status_url = format!("/runs/{run_id}");
+    let body = Resumed {
+        run_id,
+        session_id: claimed.session_id,
+        status: "running".into(),
+        status_url,
+        events_url,
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// Cancels a run wherever it runs.
+///
+/// A run in flight on this instance is cancelled at once; a run waiting for
+/// input is recorded as cancelled; with Redis, the instance that runs it is
+/// told through Redis pub/sub and cancels it at once (agent calls in flight
+/// are aborted), and a queued run that has not started yet is cancelled
+/// when a worker takes it. The run ends `cancelled` with a `run_cancelled`
+/// event.
+#[utoipa::path(
+    post,
+    path = "/runs/{run_id}/cancel",
+    tag = "runs",
+    params(("run_id" = String, Path, description = "A run id")),
+    responses(
+        (status = 202, description = "`run_id`, `status`: `cancelled` (done here) or `cancelling` (signalled to the instance running it)", body = Object),
+        (status = 400, description = "Invalid run id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "No such run (`run_not_found`)", body = ErrorBody),
+        (status = 409, description = "The run has finished (`run_finished`)", body = ErrorBody),
+        (status = 503, description = "Redis unavailable (`store_unavailable`)", body = ErrorBody),
+    )
+)]
+pub async fn cancel_run(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+) -> Result<Response, ApiError> {
+    orchestra_core::queue::validate_run_id(&run_id)?;
+    if state.orch.cancel_run(&run_id).await? {
+        let body = json!({"run_id": run_id, "status": "cancelled"});
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
+    let record = state.orch.get_run(&run_id).await?;
+    let queued = match &state.redis {
+        Some(redis) => redis.queue.status(&run_id).await?,
+        None => None,
+    };
+    let finished = match (&record, &queued) {
+        (None, None) => return Err(not_found(&run_id)),
+        (Some(r), _) => r.status.is_finished(),
+        (None, Some(q)) => q.status.is_final(),
+    };
+    if finished {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_finished",
+            format!("run '{run_id}' has finished"),
+        ));
+    }
+    let Some(redis) = &state.redis else {
+        // Running, but not here: with the memory store that means a
+        // process that died; nothing can run it any more.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_finished",
+            format!("run '{run_id}' is not running in this process"),
+        ));
+    };
+    crate::cancel::signal(redis, &run_id).await?;
+    let body = json!({"run_id": run_id, "status": "cancelling"});
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 /// The run's events as Server-Sent Events, from the first (or after

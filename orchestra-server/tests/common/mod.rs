@@ -284,6 +284,7 @@ impl AgentService {
         let app = Router::new()
             .route("/echo", post(echo))
             .route("/approve", post(approve))
+            .route("/ask", post(ask))
             .route("/handoff/{to}", post(handoff))
             .route("/status/{code}", post(status))
             .route("/garbage", post(garbage))
@@ -328,6 +329,17 @@ async fn echo(State(s): State<ServiceState>, Json(body): Json<Value>) -> Json<Va
 async fn approve(State(s): State<ServiceState>, Json(body): Json<Value>) -> Json<Value> {
     s.seen.requests.lock().expect("lock").push(body);
     Json(json!({"content": "APPROVED"}))
+}
+
+/// Asks a person for a number, then answers with it.
+async fn ask(State(s): State<ServiceState>, Json(body): Json<Value>) -> Json<Value> {
+    s.seen.requests.lock().expect("lock").push(body.clone());
+    match body.get("answer") {
+        Some(answer) => Json(json!({"content": format!("heard {answer}")})),
+        None => Json(json!({
+            "input_required": {"prompt": "How many?", "schema": {"type": "integer"}}
+        })),
+    }
 }
 
 async fn handoff(
