@@ -8,10 +8,11 @@
 //! | 0 | plain text (an agent's `content`) |
 //! | 1 | JSON: an `AgentOutput`, a speaker choice, a plan, … |
 //! | 2 | JSON: a failure `{"message", "retryable", "invalid_output"}` |
+//! | 3 | JSON: a question for a person `{"prompt", "schema"?, "context"?}` (agents only) |
 
 use async_trait::async_trait;
 use orchestra_core::{
-    Agent, AgentContext, AgentError, AgentInput, AgentOutput, OrchestraError,
+    Agent, AgentContext, AgentError, AgentInput, AgentOutput, InputRequest, OrchestraError,
     context::RunContext,
     pattern::{ChatState, GroupChatManager, Plan, Planner, SpeakerChoice, dynamic::PlanRequest},
 };
@@ -23,6 +24,26 @@ use crate::bridge::{PyCallback, Reply};
 const TEXT: u8 = 0;
 const JSON: u8 = 1;
 const FAILURE: u8 = 2;
+const INPUT: u8 = 3;
+
+/// A question an agent asks before it can go on (`orchestra.InputRequired`).
+#[derive(Debug, Deserialize)]
+struct Question {
+    prompt: String,
+    #[serde(default)]
+    schema: Option<serde_json::Value>,
+    #[serde(default)]
+    context: Option<serde_json::Value>,
+}
+
+impl From<Question> for AgentError {
+    fn from(q: Question) -> Self {
+        let mut request = InputRequest::new(q.prompt);
+        request.schema = q.schema;
+        request.context = q.context;
+        AgentError::input(request)
+    }
+}
 
 /// A failure reported by the wrapped callable (an exception it raised, or
 /// an answer of the wrong type).
@@ -62,7 +83,23 @@ fn json_payload(reply: Reply) -> Result<String, String> {
         (FAILURE, payload) => {
             Err(serde_json::from_str::<Failure>(&payload).map_or(payload, |f| f.message))
         }
+        (INPUT, _) => Err("only agents can ask for input".to_owned()),
         (kind, _) => Err(format!("internal: unexpected reply kind {kind}")),
+    }
+}
+
+/// The agent's input as JSON, with the answer to its question (if the run
+/// was resumed with one) as `answer`.
+fn encode_input(input: &AgentInput, ctx: &AgentContext) -> Result<String, serde_json::Error> {
+    match ctx.answer() {
+        None => serde_json::to_string(input),
+        Some(answer) => {
+            let mut value = serde_json::to_value(input)?;
+            if let Some(object) = value.as_object_mut() {
+                object.insert("answer".to_owned(), answer.clone());
+            }
+            serde_json::to_string(&value)
+        }
     }
 }
 
@@ -98,11 +135,11 @@ impl Agent for PyAgent {
         input: AgentInput,
         ctx: AgentContext,
     ) -> Result<AgentOutput, AgentError> {
-        let arg = serde_json::to_string(&input)
+        let arg = encode_input(&input, &ctx)
             .map_err(|e| AgentError::msg(format!("could not encode the agent input: {e}")))?;
         let reply = self
             .call
-            .call(arg, Some(ctx))
+            .call_in_run(arg, Some(ctx), Some(&input.run_id))
             .await
             .map_err(|e| py_err_to_agent_error(&e))?;
         match reply {
@@ -111,6 +148,10 @@ impl Agent for PyAgent {
                 .map_err(|e| AgentError::InvalidOutput(format!("agent output: {e}"))),
             (FAILURE, json) => Err(serde_json::from_str::<Failure>(&json)
                 .map_or_else(|_| AgentError::msg(json), AgentError::from)),
+            (INPUT, json) => Err(serde_json::from_str::<Question>(&json).map_or_else(
+                |e| AgentError::InvalidOutput(format!("input request: {e}")),
+                AgentError::from,
+            )),
             (kind, _) => Err(AgentError::msg(format!(
                 "internal: unexpected reply kind {kind}"
             ))),
@@ -143,10 +184,11 @@ impl PyManager {
 async fn ask_manager<T: serde::de::DeserializeOwned>(
     call: &PyCallback,
     chat: &ChatState,
+    ctx: &RunContext,
 ) -> Result<T, OrchestraError> {
     let arg = serde_json::to_string(chat).map_err(|e| OrchestraError::Manager(e.to_string()))?;
     let reply = call
-        .call(arg, None)
+        .call_in_run(arg, None, Some(ctx.run_id()))
         .await
         .map_err(|e| OrchestraError::Manager(e.to_string()))?;
     let json = json_payload(reply).map_err(OrchestraError::Manager)?;
@@ -158,18 +200,18 @@ impl GroupChatManager for PyManager {
     async fn select_next(
         &self,
         chat: &ChatState,
-        _ctx: &RunContext,
+        ctx: &RunContext,
     ) -> Result<Option<SpeakerChoice>, OrchestraError> {
-        ask_manager(&self.select, chat).await
+        ask_manager(&self.select, chat, ctx).await
     }
 
     async fn should_terminate(
         &self,
         chat: &ChatState,
-        _ctx: &RunContext,
+        ctx: &RunContext,
     ) -> Result<Option<String>, OrchestraError> {
         match &self.terminate {
-            Some(call) => ask_manager(call, chat).await,
+            Some(call) => ask_manager(call, chat, ctx).await,
             None => Ok(None),
         }
     }
@@ -177,10 +219,10 @@ impl GroupChatManager for PyManager {
     async fn filter_result(
         &self,
         chat: &ChatState,
-        _ctx: &RunContext,
+        ctx: &RunContext,
     ) -> Result<Option<String>, OrchestraError> {
         match &self.filter {
-            Some(call) => ask_manager(call, chat).await,
+            Some(call) => ask_manager(call, chat, ctx).await,
             None => Ok(None),
         }
     }
@@ -204,12 +246,12 @@ impl Planner for PyPlanner {
         &self.name
     }
 
-    async fn plan(&self, request: &PlanRequest, _ctx: &RunContext) -> Result<Plan, OrchestraError> {
+    async fn plan(&self, request: &PlanRequest, ctx: &RunContext) -> Result<Plan, OrchestraError> {
         let arg =
             serde_json::to_string(request).map_err(|e| OrchestraError::Planner(e.to_string()))?;
         let reply = self
             .call
-            .call(arg, None)
+            .call_in_run(arg, None, Some(ctx.run_id()))
             .await
             .map_err(|e| OrchestraError::Planner(e.to_string()))?;
         let json = json_payload(reply).map_err(OrchestraError::Planner)?;

@@ -17,8 +17,12 @@
 //!   cancelled too.
 
 use std::{
+    collections::HashMap,
     future::Future,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, LazyLock, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use orchestra_core::AgentContext;
@@ -37,6 +41,59 @@ pub(crate) type Reply = (u8, String);
 /// Runs `fut` with `locals` as the event loop for Python coroutines.
 pub(crate) async fn on_loop<F: Future>(locals: TaskLocals, fut: F) -> F::Output {
     EVENT_LOOP.scope(locals, fut).await
+}
+
+/// Event loops of runs that execute on a task the core spawned (resumed
+/// runs), where [`on_loop`] cannot reach: looked up by run id. Several
+/// entries may exist for one run while concurrent resumes race (only one
+/// wins); the newest is used.
+type RunLoops = HashMap<String, Vec<(u64, TaskLocals)>>;
+static RUN_LOOPS: LazyLock<Mutex<RunLoops>> = LazyLock::new(Mutex::default);
+static NEXT_LOOP_ID: AtomicU64 = AtomicU64::new(0);
+
+fn run_loops() -> std::sync::MutexGuard<'static, RunLoops> {
+    match RUN_LOOPS.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Makes `locals` the event loop of run `run_id` until the guard is dropped.
+pub(crate) fn loop_for_run(run_id: &str, locals: TaskLocals) -> RunLoopGuard {
+    let id = NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed);
+    run_loops()
+        .entry(run_id.to_owned())
+        .or_default()
+        .push((id, locals));
+    RunLoopGuard {
+        run_id: run_id.to_owned(),
+        id,
+    }
+}
+
+fn loop_of_run(run_id: &str) -> Option<TaskLocals> {
+    run_loops()
+        .get(run_id)
+        .and_then(|v| v.last())
+        .map(|(_, l)| l.clone())
+}
+
+/// Removes a run's event loop entry (see [`loop_for_run`]).
+pub(crate) struct RunLoopGuard {
+    run_id: String,
+    id: u64,
+}
+
+impl Drop for RunLoopGuard {
+    fn drop(&mut self) {
+        let mut loops = run_loops();
+        if let Some(v) = loops.get_mut(&self.run_id) {
+            v.retain(|(id, _)| *id != self.id);
+            if v.is_empty() {
+                loops.remove(&self.run_id);
+            }
+        }
+    }
 }
 
 static COROUTINE_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -88,9 +145,19 @@ impl PyCallback {
     }
 
     /// Calls the wrapped function with one JSON argument (and, for agents,
-    /// the call's context).
-    pub(crate) async fn call(&self, arg: String, ctx: Option<AgentContext>) -> PyResult<Reply> {
-        let locals = EVENT_LOOP.try_with(Clone::clone).ok();
+    /// the call's context). Coroutines run on the loop set by [`on_loop`]
+    /// or, outside it, on the loop registered for run `run_id` with
+    /// [`loop_for_run`].
+    pub(crate) async fn call_in_run(
+        &self,
+        arg: String,
+        ctx: Option<AgentContext>,
+        run_id: Option<&str>,
+    ) -> PyResult<Reply> {
+        let locals = EVENT_LOOP
+            .try_with(Clone::clone)
+            .ok()
+            .or_else(|| run_id.and_then(loop_of_run));
         let first = if self.blocking {
             let func = Arc::clone(&self.func);
             tokio::task::spawn_blocking(move || {
@@ -242,5 +309,16 @@ impl PyAgentContext {
     #[getter]
     fn step(&self) -> u32 {
         self.inner.step()
+    }
+
+    /// The answer (JSON text) to the input this agent requested at this
+    /// step, once the run was resumed with it; None otherwise.
+    #[getter]
+    fn answer_json(&self) -> PyResult<Option<String>> {
+        self.inner
+            .answer()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| PyRuntimeError::new_err(format!("answer: {e}")))
     }
 }

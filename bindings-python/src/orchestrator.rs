@@ -14,8 +14,8 @@ use std::{
 use async_trait::async_trait;
 use futures::StreamExt;
 use orchestra_core::{
-    OrchestraError, Orchestrator, Pattern, PatternOutput, RunRequest, RunResult, RunStatus,
-    RunStream,
+    ErrorInfo, HumanAgent, OrchestraError, Orchestrator, Pattern, PatternOutput, RunRequest,
+    RunResult, RunStatus, RunStream,
     context::{Components, RunContext, Scope},
     pattern,
     session::Page,
@@ -29,8 +29,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::{
     agent::{PyAgent, PyManager, PyPlanner},
-    bridge::{PyCallback, on_loop},
-    error::{PyResultExt, orchestra_error},
+    bridge::{PyCallback, RunLoopGuard, loop_for_run, on_loop},
+    error::{PyResultExt, info_to_py, orchestra_error},
     store::PyStore,
 };
 
@@ -375,6 +375,72 @@ impl PyOrchestrator {
         self.inner.active_runs()
     }
 
+    /// Registers a person as an agent (the core's `HumanAgent`): each of
+    /// its turns pauses the run until it is resumed with the person's answer.
+    #[pyo3(signature = (name, description, prompt = None))]
+    fn add_human(&self, name: String, description: String, prompt: Option<String>) {
+        let human = HumanAgent::new(name, description);
+        self.inner.register(match prompt {
+            Some(p) => human.prompt(p),
+            None => human,
+        });
+    }
+
+    /// Resumes a paused (or interrupted) run on the calling event loop with
+    /// an answer (JSON text), or none. Errors of the resume itself (unknown
+    /// run, invalid answer, a run that is not waiting) are raised by the
+    /// handle's `result()` and `next_events()`.
+    #[pyo3(signature = (run_id, answer_json, events))]
+    fn resume(
+        &self,
+        py: Python<'_>,
+        run_id: String,
+        answer_json: Option<&str>,
+        events: bool,
+    ) -> PyResult<RunHandle> {
+        let locals = TaskLocals::with_running_loop(py)
+            .map_err(|_| {
+                PyRuntimeError::new_err("no running event loop: call this from async code")
+            })?
+            .copy_context(py)?;
+        let answer = answer_json
+            .map(|json| parse_json("answer", Some(json)))
+            .transpose()?;
+        // The core runs a resumed run on a task of its own: Python
+        // coroutines of the run find the caller's loop by the run's id.
+        let on_caller_loop = loop_for_run(&run_id, locals);
+        let orch = self.inner.clone();
+        let id = run_id.clone();
+        let start = async move { orch.resume(&id, answer).await };
+        Ok(RunHandle::spawn_started(
+            run_id,
+            None,
+            start,
+            Some(on_caller_loop),
+            events,
+            Arc::clone(&self.runs),
+        ))
+    }
+
+    /// The stored record of a run (core JSON), found by its id; None if unknown.
+    fn get_run<'py>(&self, py: Python<'py>, run_id: String) -> PyResult<Bound<'py, PyAny>> {
+        let orch = self.inner.clone();
+        crate::future::into_py_future(py, async move {
+            let run = orch.get_run(&run_id).await.into_py_result()?;
+            run.map(|r| serde_json::to_string(&r))
+                .transpose()
+                .into_py_result()
+        })
+    }
+
+    /// Cancels a run in flight here or waiting for input; False otherwise.
+    fn cancel_run<'py>(&self, py: Python<'py>, run_id: String) -> PyResult<Bound<'py, PyAny>> {
+        let orch = self.inner.clone();
+        crate::future::into_py_future(py, async move {
+            orch.cancel_run(&run_id).await.into_py_result()
+        })
+    }
+
     /// The session as core JSON, or None.
     fn get_session<'py>(&self, py: Python<'py>, session_id: String) -> PyResult<Bound<'py, PyAny>> {
         let orch = self.inner.clone();
@@ -429,9 +495,12 @@ async fn wait_outcome(mut rx: watch::Receiver<Option<Outcome>>) -> Outcome {
 #[pyclass(frozen, module = "orchestra._orchestra")]
 pub(crate) struct RunHandle {
     run_id: String,
-    session_id: String,
+    /// Known from the start, except for a resumed run (once it resumed).
+    session_id: Arc<OnceLock<String>>,
     events: Option<Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<String>>>>,
     outcome: watch::Receiver<Option<Outcome>>,
+    /// Why the run could not be started (a resume that was refused).
+    refused: Arc<OnceLock<ErrorInfo>>,
     cancel: CancellationToken,
     _guard: DropGuard,
 }
@@ -484,19 +553,52 @@ impl RunHandle {
         });
         Self {
             run_id,
-            session_id,
+            session_id: Arc::new(OnceLock::from(session_id)),
             events: None,
             outcome,
+            refused: Arc::default(),
             _guard: cancel.clone().drop_guard(),
             cancel,
         }
     }
 
-    fn spawn(mut stream: RunStream, forward: bool, runs: Runs) -> Self {
+    fn spawn(stream: RunStream, forward: bool, runs: Runs) -> Self {
         let run_id = stream.run_id().to_owned();
         let session_id = stream.session_id().to_owned();
+        Self::spawn_started(
+            run_id,
+            Some(session_id),
+            std::future::ready(Ok(stream)),
+            None,
+            forward,
+            runs,
+        )
+    }
+
+    /// Forwards the events of the stream `start` resolves to. A run whose
+    /// session is not known yet (a resume) is listed in `runs` once it
+    /// started, so that a refused resume never shadows the run in flight.
+    fn spawn_started<F>(
+        run_id: String,
+        session_id: Option<String>,
+        start: F,
+        on_loop: Option<RunLoopGuard>,
+        forward: bool,
+        runs: Runs,
+    ) -> Self
+    where
+        F: std::future::Future<Output = Result<RunStream, OrchestraError>> + Send + 'static,
+    {
         let (outcome_tx, outcome) = watch::channel(None);
-        lock(&runs).insert(run_id.clone(), outcome.clone());
+        let listed_now = session_id.is_some();
+        if listed_now {
+            lock(&runs).insert(run_id.clone(), outcome.clone());
+        }
+        let session = Arc::new(OnceLock::new());
+        if let Some(s) = session_id {
+            let _ = session.set(s);
+        }
+        let refused: Arc<OnceLock<ErrorInfo>> = Arc::default();
         let (tx, rx) = if forward {
             let (tx, rx) = mpsc::unbounded_channel();
             (Some(tx), Some(Arc::new(tokio::sync::Mutex::new(rx))))
@@ -506,8 +608,25 @@ impl RunHandle {
         let cancel = CancellationToken::new();
         let token = cancel.clone();
         let id = run_id.clone();
+        let (session_cell, refused_cell) = (Arc::clone(&session), Arc::clone(&refused));
+        let listed = outcome.clone();
         let _runtime = pyo3_async_runtimes::tokio::get_runtime().enter();
         tokio::spawn(async move {
+            // Kept until the run's stream ends.
+            let _on_loop = on_loop;
+            let mut stream = match start.await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    let _ = refused_cell.set(e.info());
+                    drop(tx);
+                    let _ = outcome_tx.send(Some(None));
+                    return;
+                }
+            };
+            if !listed_now {
+                let _ = session_cell.set(stream.session_id().to_owned());
+                lock(&runs).insert(id.clone(), listed.clone());
+            }
             let mut result: Outcome = None;
             let mut cancel_sent = false;
             loop {
@@ -535,13 +654,19 @@ impl RunHandle {
             }
             drop(tx);
             let _ = outcome_tx.send(Some(result));
-            lock(&runs).remove(&id);
+            {
+                let mut runs = lock(&runs);
+                if runs.get(&id).is_some_and(|rx| rx.same_channel(&listed)) {
+                    runs.remove(&id);
+                }
+            }
         });
         Self {
             run_id,
-            session_id,
+            session_id: session,
             events: rx,
             outcome,
+            refused,
             _guard: cancel.clone().drop_guard(),
             cancel,
         }
@@ -561,9 +686,10 @@ impl RunHandle {
         &self.run_id
     }
 
+    /// Empty for a resumed run until it has resumed (its first event).
     #[getter]
-    fn session_id(&self) -> &str {
-        &self.session_id
+    fn session_id(&self) -> String {
+        self.session_id.get().cloned().unwrap_or_default()
     }
 
     /// Asks the run to stop; it ends with `run_cancelled` once its agents stop.
@@ -574,6 +700,7 @@ impl RunHandle {
     /// The next events (core JSON), as many as are ready; an empty list at the end.
     fn next_events<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let rx = self.events.clone();
+        let refused = Arc::clone(&self.refused);
         crate::future::into_py_future(py, async move {
             let Some(rx) = rx else {
                 return Err(PyRuntimeError::new_err(
@@ -587,6 +714,8 @@ impl RunHandle {
                 while let Ok(more) = rx.try_recv() {
                     batch.push(more);
                 }
+            } else if let Some(info) = refused.get() {
+                return Err(info_to_py(info));
             }
             Ok(batch)
         })
@@ -595,12 +724,13 @@ impl RunHandle {
     /// The run's result as core JSON, once the run is over and recorded.
     fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let rx = self.outcome.clone();
+        let refused = Arc::clone(&self.refused);
         crate::future::into_py_future(py, async move {
             match wait_outcome(rx).await {
                 Some(json) => Ok(json.to_string()),
-                None => Err(orchestra_error(
-                    "internal",
-                    "the run ended without a result",
+                None => Err(refused.get().map_or_else(
+                    || orchestra_error("internal", "the run ended without a result"),
+                    info_to_py,
                 )),
             }
         })

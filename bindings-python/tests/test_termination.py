@@ -154,7 +154,7 @@ async def test_stop_ends_a_run_cleanly_at_the_next_step() -> None:
     assert not o.stop("no-such-run")
 
 
-_VOLATILE = {"timestamp", "duration_ms", "started_at", "finished_at", "created_at"}
+_VOLATILE = {"timestamp", "duration_ms", "started_at", "finished_at", "created_at", "updated_at"}
 
 
 def _stable(value: Any) -> Any:

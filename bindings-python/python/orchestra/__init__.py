@@ -25,9 +25,16 @@ from . import _orchestra
 from ._bridge import AgentContext
 from ._errors import (
     AgentError,
+    ApprovalDeniedError,
     Cancelled,
+    CheckpointError,
+    InputExpiredError,
+    InputRequired,
+    InvalidAnswerError,
     InvalidRequest,
     OrchestraError,
+    RunNotFoundError,
+    RunStateError,
     StoreError,
     Timeout,
 )
@@ -53,6 +60,7 @@ from ._types import (
     ErrorInfo,
     Event,
     Handoff,
+    InputRequest,
     Message,
     PolicyDecision,
     RunResult,
@@ -87,6 +95,7 @@ __all__ = [
     "ErrorInfo",
     "Step",
     "PolicyDecision",
+    "InputRequest",
     "RunResult",
     "Event",
     "Session",
@@ -98,6 +107,13 @@ __all__ = [
     "Timeout",
     "Cancelled",
     "StoreError",
+    "InputRequired",
+    "InvalidAnswerError",
+    "InputExpiredError",
+    "ApprovalDeniedError",
+    "RunNotFoundError",
+    "RunStateError",
+    "CheckpointError",
 ]
 
 # Native threads must be out of Python before the interpreter finalizes.

@@ -5,7 +5,9 @@ expects a ``(kind, payload)`` tuple back (or a coroutine producing one):
 
 * ``(0, text)``: an agent's plain-text answer,
 * ``(1, json)``: JSON (an AgentOutput, a speaker choice, a plan…),
-* ``(2, json)``: a failure ``{"message", "retryable", "invalid_output"}``.
+* ``(2, json)``: a failure ``{"message", "retryable", "invalid_output"}``,
+* ``(3, json)``: an agent's question for a person ``{"prompt", "schema", "context"}``
+  (``orchestra.InputRequired``, raised or returned).
 
 Exceptions raised by user code are turned into failures here, so the core
 sees them as ordinary agent failures (``agent_failed`` events, retry and
@@ -24,13 +26,13 @@ import logging
 from typing import Any, Callable, Optional, Tuple
 
 from . import _orchestra as _native
-from ._errors import AgentError
+from ._errors import AgentError, InputRequired
 from ._types import AgentInput, AgentOutput, Handoff
 
 log = logging.getLogger("orchestra")
 
 Reply = Tuple[int, str]
-TEXT, JSON, FAILURE = 0, 1, 2
+TEXT, JSON, FAILURE, INPUT = 0, 1, 2, 3
 
 _RETRYABLE = (TimeoutError, asyncio.TimeoutError, ConnectionError)
 
@@ -96,6 +98,14 @@ class AgentContext:
         """The step number of this call within the run."""
         return self._native.step
 
+    @property
+    def answer(self) -> Any:
+        """The answer to the question this agent asked at this step
+        (``raise orchestra.InputRequired(...)``), once the run was resumed
+        with it; None before that."""
+        raw = self._native.answer_json
+        return json.loads(raw) if raw is not None else None
+
 
 def failure(exc: BaseException, what: str) -> Reply:
     retryable = getattr(exc, "retryable", None)
@@ -107,6 +117,26 @@ def failure(exc: BaseException, what: str) -> Reply:
         message = f"{type(exc).__name__}: {exc}"
     log.debug("%s raised %s", what, type(exc).__name__, exc_info=exc)
     return FAILURE, json.dumps({"message": message, "retryable": retryable})
+
+
+def question(q: InputRequired) -> Reply:
+    """An agent's question as a reply."""
+    body: dict[str, Any] = {"prompt": str(q.prompt)}
+    if q.schema is not None:
+        body["schema"] = q.schema
+    if q.context is not None:
+        body["context"] = q.context
+    try:
+        return INPUT, json.dumps(body)
+    except (TypeError, ValueError) as e:
+        return _invalid(f"InputRequired schema and context must be JSON: {e}")
+
+
+def agent_failure(exc: BaseException, what: str) -> Reply:
+    """What an exception raised by an agent means: a question or a failure."""
+    if isinstance(exc, InputRequired):
+        return question(exc)
+    return failure(exc, what)
 
 
 def _invalid(message: str) -> Reply:
@@ -121,6 +151,8 @@ def convert_output(out: Any) -> Reply:
         return JSON, json.dumps(out.to_dict())
     if isinstance(out, Handoff):
         return JSON, json.dumps({"content": out.reason, "handoff": out.to_dict()})
+    if isinstance(out, InputRequired):
+        return question(out)
     if isinstance(out, str):
         return TEXT, str(out)
     if isinstance(out, dict):
@@ -149,7 +181,7 @@ def adapt_agent(name: str, fn: Callable[..., Any]) -> Tuple[Callable[[str, Any],
             try:
                 out = await invoke(raw, ctx)
             except Exception as e:
-                return failure(e, what)
+                return agent_failure(e, what)
             return convert_output(out)
 
         return call_async, True
@@ -158,14 +190,14 @@ def adapt_agent(name: str, fn: Callable[..., Any]) -> Tuple[Callable[[str, Any],
         try:
             out = await pending
         except Exception as e:
-            return failure(e, what)
+            return agent_failure(e, what)
         return convert_output(out)
 
     def call_sync(raw: str, ctx: Any) -> Any:
         try:
             out = invoke(raw, ctx)
         except Exception as e:
-            return failure(e, what)
+            return agent_failure(e, what)
         if inspect.isawaitable(out):
             return finish(out)
         return convert_output(out)

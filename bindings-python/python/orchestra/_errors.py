@@ -5,15 +5,22 @@ error bodies and in ``RunResult.error.code``)::
 
     OrchestraError            base; code e.g. "max_iterations_exceeded", "handoff_cycle"
     ├── InvalidRequest        the request was wrong; nothing ran
+    │   └── InvalidAnswerError    an answer does not fit the question; the run keeps waiting
     ├── AgentError            an agent failed (after retries and fallbacks)
     ├── Timeout               the run's time limit passed
+    │   └── InputExpiredError     nobody answered the run's question in time
     ├── Cancelled             the run was cancelled
-    └── StoreError            the session store failed
+    ├── StoreError            the session store failed
+    ├── ApprovalDeniedError   a person refused an approval
+    ├── RunNotFoundError      no run with this id
+    ├── RunStateError         the run is not waiting (finished, or answered already)
+    ├── CheckpointError       a stored checkpoint cannot be read by this release
+    └── InputRequired         raised by an agent to ask a person (pauses the run)
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
     from ._types import RunResult
@@ -25,6 +32,13 @@ __all__ = [
     "Timeout",
     "Cancelled",
     "StoreError",
+    "InvalidAnswerError",
+    "InputExpiredError",
+    "ApprovalDeniedError",
+    "RunNotFoundError",
+    "RunStateError",
+    "CheckpointError",
+    "InputRequired",
 ]
 
 
@@ -105,6 +119,78 @@ class StoreError(OrchestraError):
     default_code = "store_error"
 
 
+class InvalidAnswerError(InvalidRequest):
+    """An answer does not satisfy the pending question's schema; the run keeps
+    waiting and can be resumed again with a better one."""
+
+    default_code = "invalid_answer"
+
+
+class InputExpiredError(Timeout):
+    """The run's question expired (``input_timeout_ms``); the run ended ``timed_out``."""
+
+    default_code = "input_expired"
+
+
+class ApprovalDeniedError(OrchestraError):
+    """A person refused an approval (``approve_agents``, ``approve_plan``); the run failed."""
+
+    default_code = "approval_denied"
+
+
+class RunNotFoundError(OrchestraError):
+    """No run with this id in the session store."""
+
+    default_code = "run_not_found"
+
+
+class RunStateError(OrchestraError):
+    """The run is not in a state that allows this: it has finished, another
+    answer was taken first, or it waits for an answer and none was given."""
+
+    default_code = "run_not_waiting"
+
+
+class CheckpointError(OrchestraError):
+    """A stored checkpoint has a format this release cannot read."""
+
+    default_code = "checkpoint_unreadable"
+
+
+class InputRequired(OrchestraError):
+    """Raised by an agent that needs a person's answer before it can go on.
+
+    The run pauses (status ``"waiting_for_input"``, event ``input_requested``)
+    and, once resumed with ``orch.resume(run_id, answer)``, calls the agent
+    again with the answer in ``ctx.answer`` (and ``inp.answer``)::
+
+        def agent(inp: orchestra.AgentInput, ctx: orchestra.AgentContext) -> str:
+            if ctx.answer is None:
+                raise orchestra.InputRequired("How many?", schema={"type": "integer"})
+            return f"{ctx.answer} it is"
+
+    ``schema`` is a JSON schema the answer must satisfy; ``context`` is any
+    JSON value shown to the person answering.
+    """
+
+    default_code = "input_required"
+
+    def __init__(
+        self,
+        prompt: str = "",
+        schema: Optional[Any] = None,
+        context: Optional[Any] = None,
+        *,
+        code: Optional[str] = None,
+        agent: Optional[str] = None,
+        result: Optional[RunResult] = None,
+    ) -> None:
+        super().__init__(prompt, code=code, agent=agent, result=result)
+        self.prompt = prompt
+        self.schema = schema
+        self.context = context
+
+
 _INVALID = {
     "invalid_request",
     "unknown_pattern",
@@ -126,6 +212,13 @@ _BY_CODE: dict[str, type[OrchestraError]] = {
     "timeout": Timeout,
     "timed_out": Timeout,
     "cancelled": Cancelled,
+    "invalid_answer": InvalidAnswerError,
+    "input_expired": InputExpiredError,
+    "approval_denied": ApprovalDeniedError,
+    "run_not_found": RunNotFoundError,
+    "run_not_waiting": RunStateError,
+    "checkpoint_unreadable": CheckpointError,
+    "input_required": InputRequired,
 }
 
 

@@ -24,6 +24,7 @@ from typing import (
 from . import _bridge
 from . import _orchestra as _native
 from ._bridge import AgentContext
+from ._errors import OrchestraError
 from ._types import (
     AgentInfo,
     AgentInput,
@@ -148,8 +149,9 @@ def _model_config(
 class RunEvents:
     """The events of one run, as an async iterator (``async for ev in orch.stream(...)``).
 
-    The last event is ``run_completed``, ``run_failed`` or ``run_cancelled``
-    and carries the result. Leaving the loop early (``break``, an exception,
+    The last event is ``run_completed``, ``run_failed``, ``run_cancelled`` or,
+    when the run paused for input, ``input_requested``, and carries the
+    result. Leaving the loop early (``break``, an exception,
     the task being cancelled) cancels the run; so do ``cancel()`` and
     ``aclose()``. Also usable as ``async with orch.stream(...) as events:``.
     """
@@ -167,6 +169,7 @@ class RunEvents:
 
     @property
     def session_id(self) -> str:
+        """The run's session (for ``resume_stream``, known once the first event arrived)."""
         return self._handle.session_id
 
     def __aiter__(self) -> RunEvents:
@@ -199,7 +202,10 @@ class RunEvents:
     async def _cancel_and_wait(self) -> None:
         self._handle.cancel()
         # Wait until the run is recorded as cancelled, even if we are cancelled again.
-        await asyncio.shield(self._handle.result())
+        try:
+            await asyncio.shield(self._handle.result())
+        except OrchestraError:
+            pass  # a refused resume: nothing ran
 
     async def aclose(self) -> None:
         """Cancels the run if it is still going and waits until it is recorded."""
@@ -341,6 +347,17 @@ class Orchestrator:
             raise TypeError("a planner must be callable")
         call, is_async = _bridge.adapt_json(f"planner {name!r}", planner, _bridge.plan_dict)
         self._native.add_planner(name, call, is_async)
+
+    def add_human(
+        self, name: str, *, description: str = "", prompt: Optional[str] = None
+    ) -> None:
+        """Registers a person as a participant: each of their turns pauses the
+        run (``input_requested``, kind "human") until it is resumed with their
+        answer, which becomes their message: text, or ``{"content": text,
+        "data": any}``. ``prompt`` is what they are asked (default: the
+        step's instruction). In a group chat they speak when the manager
+        picks them."""
+        self._native.add_human(name, description, prompt)
 
     def add_condition(self, name: str, fn: ConditionFn) -> None:
         """Registers a termination condition, used with ``{"termination": {"custom": name}}``.
@@ -575,6 +592,70 @@ class Orchestrator:
                 raise_on_error=raise_on_error,
             )
         )
+
+    # -- paused runs ------------------------------------------------------
+
+    def _resume(self, run_id: str, answer: Any, events: bool) -> _native.RunHandle:
+        if not isinstance(run_id, str):
+            raise TypeError("run_id must be a str")
+        raw: Optional[str] = None
+        if answer is not None:
+            try:
+                raw = json.dumps(answer)
+            except (TypeError, ValueError) as e:
+                from ._errors import InvalidRequest
+
+                raise InvalidRequest(f"answer must be JSON-serializable: {e}") from e
+        return self._native.resume(run_id, raw, events)
+
+    async def resume(
+        self, run_id: str, answer: Any = None, *, raise_on_error: bool = False
+    ) -> RunResult:
+        """Resumes a run paused for input with the person's ``answer`` (any
+        JSON value) and runs it to its end, or to its next pause.
+
+        The answer goes to the step that asked (``ctx.answer``); recorded
+        steps are not run again. ``answer=None`` continues a run whose
+        process died (status "running" in the store). Raises
+        ``InvalidAnswerError`` when the answer does not satisfy the
+        question's schema (the run keeps waiting), ``RunStateError`` when the
+        run is not waiting (finished, already answered, or an answer is
+        missing), ``RunNotFoundError`` and ``InputExpiredError``. Otherwise
+        like ``run()``: a denied approval ends the run failed with
+        ``error.code == "approval_denied"`` (raised as
+        ``ApprovalDeniedError`` with ``raise_on_error=True``).
+        """
+        handle = self._resume(run_id, answer, False)
+        try:
+            raw = await handle.result()
+        except asyncio.CancelledError:
+            handle.cancel()
+            try:
+                await asyncio.shield(handle.result())
+            except Exception:
+                pass  # the resume was refused: nothing runs
+            raise
+        result = RunResult._from_json(raw)
+        return result.raise_for_status() if raise_on_error else result
+
+    def resume_stream(self, run_id: str, answer: Any = None) -> RunEvents:
+        """``resume()`` as an event stream: ``async for ev in orch.resume_stream(id, answer)``.
+
+        The first event is ``run_resumed``. The errors ``resume()`` raises
+        are raised by the first iteration.
+        """
+        return RunEvents(self._resume(run_id, answer, True))
+
+    async def get_run(self, run_id: str) -> Optional[RunResult]:
+        """The stored record of a run, found by its id alone (paused runs
+        included, with their ``input``); None if unknown."""
+        raw = await self._native.get_run(run_id)
+        return RunResult._from_json(raw) if raw is not None else None
+
+    async def cancel_run(self, run_id: str) -> bool:
+        """Cancels a run in flight here, or a run waiting for input (recorded
+        as cancelled; it can no longer be resumed). False otherwise."""
+        return await self._native.cancel_run(run_id)
 
     async def wait_run(self, run_id: str) -> Optional[RunResult]:
         """Waits for a run of this orchestrator that is in flight; None if it is not."""

@@ -18,6 +18,7 @@ __all__ = [
     "ErrorInfo",
     "Step",
     "PolicyDecision",
+    "InputRequest",
     "RunResult",
     "Session",
     "SessionSummary",
@@ -33,6 +34,7 @@ FAILED = "failed"
 TIMED_OUT = "timed_out"
 CANCELLED = "cancelled"
 RUNNING = "running"
+WAITING_FOR_INPUT = "waiting_for_input"
 
 
 class Message:
@@ -124,6 +126,12 @@ class AgentInput:
     def state(self) -> JSON:
         """The session's shared state (a JSON object) as of this step."""
         return self._d.get("state") or {}
+
+    @property
+    def answer(self) -> Any:
+        """The answer to the question this agent asked at this step (the same
+        as ``ctx.answer``); None until the run is resumed with one."""
+        return self._d.get("answer")
 
     def to_dict(self) -> JSON:
         return self._d
@@ -388,6 +396,76 @@ class PolicyDecision:
         return f"PolicyDecision({self.kind!r}, {self.agent!r})"
 
 
+class InputRequest:
+    """A question a paused run waits on (``RunResult.input``, and the
+    ``input_requested`` event's ``request``).
+
+    ``kind`` is "agent" (an agent raised ``orchestra.InputRequired``),
+    "approval" (``approve_agents``), "plan" (``approve_plan``) or "human" (an
+    ``add_human`` participant's turn). Answer it with
+    ``orch.resume(run_id, answer)``: approvals take ``True`` / ``False`` or
+    ``{"approved": bool, "reason": str}``; a human's turn takes text or
+    ``{"content": text, "data": any}``; an agent's question takes whatever
+    its ``schema`` allows.
+    """
+
+    __slots__ = ("_d",)
+
+    KINDS = frozenset({"agent", "approval", "plan", "human"})
+
+    def __init__(self, data: JSON) -> None:
+        self._d = data
+
+    @property
+    def key(self) -> str:
+        """Identifies the pause point within the run ("step:3", "approve:2", "approve_plan:0")."""
+        return self._d["key"]  # type: ignore[no-any-return]
+
+    @property
+    def kind(self) -> str:
+        return self._d["kind"]  # type: ignore[no-any-return]
+
+    @property
+    def agent(self) -> Optional[str]:
+        """The agent that asked, or the one waiting for approval."""
+        return self._d.get("agent")
+
+    @property
+    def step(self) -> Optional[int]:
+        """The step the answer belongs to."""
+        return self._d.get("step")
+
+    @property
+    def prompt(self) -> str:
+        """What to show the person answering."""
+        return self._d["prompt"]  # type: ignore[no-any-return]
+
+    @property
+    def schema(self) -> Any:
+        """A JSON schema the answer must satisfy (None: any JSON value)."""
+        return self._d.get("schema")
+
+    @property
+    def context(self) -> Any:
+        """Extra facts for the person answering (the plan to approve, the last message…)."""
+        return self._d.get("context")
+
+    @property
+    def requested_at(self) -> Optional[str]:
+        return self._d.get("requested_at")
+
+    @property
+    def expires_at(self) -> Optional[str]:
+        """After this (RFC 3339), answers are refused and the run ends ``timed_out``."""
+        return self._d.get("expires_at")
+
+    def to_dict(self) -> JSON:
+        return self._d
+
+    def __repr__(self) -> str:
+        return f"InputRequest({self.key!r}, {self.kind}, {self.prompt!r})"
+
+
 class RunResult:
     """The outcome of a run; also the run's record inside its session."""
 
@@ -422,8 +500,31 @@ class RunResult:
 
     @property
     def status(self) -> str:
-        """"completed", "failed", "timed_out", "cancelled" (or "running" in a session)."""
+        """"completed", "failed", "timed_out", "cancelled", "waiting_for_input"
+        (paused until ``orch.resume``), or "running" in a session."""
         return self._d["status"]  # type: ignore[no-any-return]
+
+    @property
+    def waiting(self) -> bool:
+        """True when the run is paused for input (see ``input``)."""
+        return self.status == WAITING_FOR_INPUT
+
+    @property
+    def input(self) -> Optional[InputRequest]:
+        """The question the run waits on (status "waiting_for_input")."""
+        i = self._d.get("input")
+        return InputRequest(i) if i is not None else None
+
+    @property
+    def answers(self) -> JSON:
+        """Answers given to the run's questions, by ``InputRequest.key``."""
+        return self._d.get("answers") or {}
+
+    @property
+    def checkpoint(self) -> Optional[JSON]:
+        """Where the run stands (``version``, ``steps``, ``position``,
+        ``resumes``…), written after every step of a checkpointed run."""
+        return self._d.get("checkpoint")
 
     @property
     def ok(self) -> bool:
@@ -485,8 +586,9 @@ class RunResult:
         return self._d
 
     def raise_for_status(self) -> RunResult:
-        """Returns self if the run completed; raises the matching error otherwise."""
-        if self.ok:
+        """Returns self if the run completed or is paused for input; raises
+        the matching error otherwise."""
+        if self.ok or self.waiting:
             return self
         from ._errors import _from_info
 
@@ -590,13 +692,14 @@ class Event:
     ``type`` is one of run_started, agent_started, agent_delta, agent_completed,
     agent_failed, tool_called, tool_completed, agent_task_state, retry, fallback,
     circuit_opened, circuit_half_open, circuit_closed, handoff, speaker_selected, plan_created,
-    plan_updated, budget_exceeded, run_completed, run_failed, run_cancelled
-    (new types may be added).
+    plan_updated, budget_exceeded, run_completed, run_failed, run_cancelled,
+    input_requested (the run paused: the last event of its stream), run_resumed
+    (the first event of a resumed run's stream) (new types may be added).
     """
 
     __slots__ = ("_d",)
 
-    TERMINAL = frozenset({"run_completed", "run_failed", "run_cancelled"})
+    TERMINAL = frozenset({"run_completed", "run_failed", "run_cancelled", "input_requested"})
 
     def __init__(self, data: JSON) -> None:
         self._d = data
@@ -638,9 +741,15 @@ class Event:
 
     @property
     def result(self) -> Optional[RunResult]:
-        """The run's result, on the terminal event."""
+        """The run's result, on the terminal event (paused, on ``input_requested``)."""
         r = self._d.get("result")
         return RunResult(r) if r is not None and self.is_terminal else None
+
+    @property
+    def request(self) -> Optional[InputRequest]:
+        """The question, on an ``input_requested`` event."""
+        r = self._d.get("request")
+        return InputRequest(r) if r is not None and self.type == "input_requested" else None
 
     def get(self, key: str, default: Any = None) -> Any:
         """A field of the event's JSON."""
