@@ -3,7 +3,7 @@
 
 export type PatternName = 'sequential' | 'concurrent' | 'handoff' | 'group_chat' | 'dynamic'
 export type Role = 'system' | 'user' | 'assistant' | 'tool'
-export type RunStatus = 'running' | 'completed' | 'failed' | 'timed_out' | 'cancelled'
+export type RunStatus = 'running' | 'completed' | 'failed' | 'timed_out' | 'cancelled' | 'waiting_for_input'
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
 export type JsonObject = { [key: string]: JsonValue }
 
@@ -34,6 +34,11 @@ export interface AgentInput {
   state: JsonValue
   /** The request's metadata. */
   metadata: JsonObject
+  /**
+   * The answer to the question this agent asked at this step (`InputRequired`),
+   * once the run was resumed with it; absent before that.
+   */
+  answer?: JsonValue
 }
 
 export interface AgentOutputObject {
@@ -45,8 +50,11 @@ export interface AgentOutputObject {
   handoff?: Handoff | { to: string; reason?: string }
 }
 
-export type AgentResult = string | Handoff | AgentOutputObject
-/** An agent: a sync or async function. Throw to fail the call; set `retryable: true` on the error to allow retries. */
+export type AgentResult = string | Handoff | AgentOutputObject | InputRequired
+/**
+ * An agent: a sync or async function. Throw to fail the call; set `retryable: true` on the error to allow retries.
+ * Throw or return an `InputRequired` to pause the run for a person's answer (then read as `input.answer`).
+ */
 export type AgentFn = (input: AgentInput) => AgentResult | Promise<AgentResult>
 
 export interface AgentOptions {
@@ -185,6 +193,15 @@ export interface RunOptions {
   planner?: string
   maxStalls?: number
   maxReplans?: number
+  /** Dynamic runs pause for a person to approve each plan before it runs. */
+  approvePlan?: boolean
+  // human input (every pattern)
+  /** These agents act only after a person approved each of their steps. */
+  approveAgents?: string[]
+  /** A question not answered within this time ends the run `timed_out` (`input_expired`). */
+  inputTimeoutMs?: number
+  /** Write a checkpoint after every step (default: when the store is durable). */
+  checkpoint?: boolean
   [key: string]: unknown
 }
 
@@ -201,8 +218,55 @@ export interface RunRequestOptions {
 }
 
 export interface RunCallOptions extends RunRequestOptions {
-  /** Reject with the matching OrchestraError when the run does not complete. */
+  /** Reject with the matching OrchestraError when the run fails (a run paused for input does not reject). */
   throwOnFailure?: boolean
+}
+
+export interface ResumeOptions {
+  /** Reject with the matching OrchestraError when the run fails (a run paused again does not reject). */
+  throwOnFailure?: boolean
+}
+
+/**
+ * What kind of pause: an agent's question (`InputRequired`), an approval of
+ * a named agent (`approveAgents`), of a dynamic plan (`approvePlan`), or a
+ * human participant's turn (`addHuman`).
+ */
+export type InputKind = 'agent' | 'approval' | 'plan' | 'human'
+
+/**
+ * A question a paused run waits on. Answers: approvals take `true`/`false` or
+ * `{ approved, reason? }`; a human's turn takes text or `{ content, data? }`;
+ * an agent's question whatever its `schema` allows.
+ */
+export interface InputRequest {
+  /** Identifies the pause point within the run ("step:3", "approve:2", "approve_plan:0"). */
+  key: string
+  kind: InputKind
+  /** The agent that asked, or the one waiting for approval. */
+  agent?: string
+  /** The step the answer belongs to. */
+  step?: number
+  /** What to show the person answering. */
+  prompt: string
+  /** A JSON schema the answer must satisfy (kept as given). */
+  schema?: JsonValue
+  /** Extra facts for the person answering, e.g. the plan to approve (kept as the core wrote it). */
+  context?: JsonValue
+  requestedAt: string
+  /** After this, answers are refused and the run ends `timed_out`. */
+  expiresAt?: string
+}
+
+/** Where a run stands, written after every step of a checkpointed run. */
+export interface Checkpoint {
+  version: number
+  steps: number
+  historyLen: number
+  position?: JsonValue
+  /** Times the run was resumed. */
+  resumes: number
+  updatedAt: string
 }
 
 export interface ErrorInfo {
@@ -262,6 +326,12 @@ export interface RunResult {
   usage: Usage
   /** The request's options, kept so the run can be replayed (absent when empty). */
   options?: RunOptions
+  metadata?: JsonObject
+  /** The question the run waits on (status `waiting_for_input`). */
+  input?: InputRequest
+  /** Answers given to the run's questions, by `InputRequest.key`. */
+  answers?: Record<string, JsonValue>
+  checkpoint?: Checkpoint
   startedAt: string
   finishedAt?: string
   durationMs: number
@@ -341,6 +411,19 @@ export interface RunCompletedEvent extends EventBase { type: 'run_completed'; re
 export interface AgentTaskStateEvent extends EventBase { type: 'agent_task_state'; agent: string; step: number; taskId?: string; state: string; message?: string }
 export interface RunFailedEvent extends EventBase { type: 'run_failed'; error: ErrorInfo; result: RunResult }
 export interface RunCancelledEvent extends EventBase { type: 'run_cancelled'; reason: string; result: RunResult }
+/** The run paused for input: the last event of its stream. Resume it with `orch.resume(runId, answer)`. */
+export interface InputRequestedEvent extends EventBase { type: 'input_requested'; request: InputRequest; result: RunResult }
+/** The first event of a resumed run's stream; recorded steps are not run again. */
+export interface RunResumedEvent extends EventBase {
+  type: 'run_resumed'
+  pattern: string
+  task: string
+  agents: string[]
+  /** Steps answered from the checkpoint. */
+  recordedSteps: number
+  /** The key of the question answered, if the run was waiting for one. */
+  answered?: string
+}
 
 /** One step of a run. New event types may be added; switch on `type` with a default branch. */
 export type OrchestrationEvent =
@@ -365,10 +448,13 @@ export type OrchestrationEvent =
   | RunCompletedEvent
   | RunFailedEvent
   | RunCancelledEvent
+  | InputRequestedEvent
+  | RunResumedEvent
 
 /** A run's events. Breaking out of `for await` cancels the run and waits until it is recorded. */
 export declare class RunStream implements AsyncIterableIterator<OrchestrationEvent> {
   readonly runId: string
+  /** The run's session (for `resumeStream`, known once the first event arrived). */
   readonly sessionId: string
   [Symbol.asyncIterator](): RunStream
   next(): Promise<IteratorResult<OrchestrationEvent, undefined>>
@@ -376,7 +462,7 @@ export declare class RunStream implements AsyncIterableIterator<OrchestrationEve
   return(): Promise<IteratorResult<OrchestrationEvent, undefined>>
   /** Requests cancellation; the stream then ends with `run_cancelled`. */
   cancel(): void
-  /** Consumes the rest of the stream; resolves to the run's result. */
+  /** Consumes the rest of the stream; resolves to the run's result (paused: on `input_requested`). */
   result(): Promise<RunResult | null>
 }
 
@@ -532,6 +618,20 @@ export declare class Orchestrator {
   addManager(name: string, manager: SelectNextFn | GroupChatManager): this
   /** Registers a planner for the dynamic pattern, used with `options: { planner: name }`. */
   addPlanner(name: string, planner: PlannerFn): this
+  /** Registers a person as a participant: each turn pauses the run until it is resumed with their answer. */
+  addHuman(name: string, options?: { description?: string; prompt?: string }): this
+  /**
+   * Resumes a run paused for input with the person's answer and runs it to its
+   * end or its next pause; without an answer, continues a run whose process died.
+   * Rejects with InvalidAnswerError, RunStateError, RunNotFoundError or InputExpiredError.
+   */
+  resume(runId: string, answer?: JsonValue, options?: ResumeOptions): Promise<RunResult>
+  /** `resume()` as an event stream starting with `run_resumed`; its errors are thrown by the first iteration. */
+  resumeStream(runId: string, answer?: JsonValue): RunStream
+  /** The stored record of a run (paused runs included); null when unknown. */
+  getRun(runId: string): Promise<RunResult | null>
+  /** Cancels a run in flight here or waiting for input; false otherwise. */
+  cancelRun(runId: string): Promise<boolean>
   /** Runs a pattern to the end. Rejects with InvalidRequestError for an invalid request. */
   run(pattern: PatternName, task: string, options?: RunCallOptions): Promise<RunResult>
   /** Starts a run; its events as an async iterator. Throws InvalidRequestError for an invalid request. */
@@ -566,6 +666,7 @@ export type InvalidRequestCode =
   | 'no_agents'
   | 'invalid_options'
   | 'invalid_session_id'
+  | 'invalid_answer'
 export type StoreErrorCode = 'session_conflict' | 'store_unavailable' | 'store_corrupt' | 'store_error'
 
 /** Base class of every error this package throws; `code` is the core's stable code. */
@@ -588,13 +689,46 @@ export declare class AgentError extends OrchestraError {
   readonly code: 'agent_failed'
 }
 export declare class TimeoutError extends OrchestraError {
-  readonly code: 'timeout'
+  readonly code: 'timeout' | 'timed_out' | 'input_expired'
 }
 export declare class CancelledError extends OrchestraError {
   readonly code: 'cancelled'
 }
 export declare class StoreError extends OrchestraError {
   readonly code: StoreErrorCode
+}
+/** An answer does not satisfy the pending question's schema; the run keeps waiting. */
+export declare class InvalidAnswerError extends InvalidRequestError {
+  readonly code: 'invalid_answer'
+}
+/** The run's question expired (`inputTimeoutMs`); the run ended `timed_out`. */
+export declare class InputExpiredError extends TimeoutError {
+  readonly code: 'input_expired'
+}
+/** A person refused an approval; the run failed. */
+export declare class ApprovalDeniedError extends OrchestraError {
+  readonly code: 'approval_denied'
+}
+/** No run with this id in the session store. */
+export declare class RunNotFoundError extends OrchestraError {
+  readonly code: 'run_not_found'
+}
+/** The run is not waiting: it has finished, another answer was taken first, or an answer is missing. */
+export declare class RunStateError extends OrchestraError {
+  readonly code: 'run_not_waiting'
+}
+/** A stored checkpoint has a format this release cannot read. */
+export declare class CheckpointError extends OrchestraError {
+  readonly code: 'checkpoint_unreadable'
+}
+/** Thrown or returned by an agent to pause the run until a person answers `prompt`. */
+export declare class InputRequired extends OrchestraError {
+  constructor(prompt: string, options?: { schema?: JsonValue; context?: JsonValue })
+  readonly code: 'input_required'
+  readonly prompt: string
+  readonly schema?: JsonValue
+  readonly context?: JsonValue
+  toJSON(): { prompt: string; schema?: JsonValue; context?: JsonValue }
 }
 
 export declare const PATTERNS: PatternName[]

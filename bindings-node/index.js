@@ -22,6 +22,13 @@ module.exports = {
   TimeoutError: errors.TimeoutError,
   CancelledError: errors.CancelledError,
   StoreError: errors.StoreError,
+  InvalidAnswerError: errors.InvalidAnswerError,
+  InputExpiredError: errors.InputExpiredError,
+  ApprovalDeniedError: errors.ApprovalDeniedError,
+  RunNotFoundError: errors.RunNotFoundError,
+  RunStateError: errors.RunStateError,
+  CheckpointError: errors.CheckpointError,
+  InputRequired: errors.InputRequired,
   PATTERNS,
   EVENT_SCHEMA_VERSION: native.eventSchemaVersion(),
 }

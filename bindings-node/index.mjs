@@ -15,6 +15,13 @@ export const {
   TimeoutError,
   CancelledError,
   StoreError,
+  InvalidAnswerError,
+  InputExpiredError,
+  ApprovalDeniedError,
+  RunNotFoundError,
+  RunStateError,
+  CheckpointError,
+  InputRequired,
   PATTERNS,
   EVENT_SCHEMA_VERSION,
 } = sdk

@@ -3,11 +3,23 @@
 //
 // The core's JSON is snake_case; the JS API is camelCase. Conversion is
 // structural: keys of user data (`data`, `state`, `metadata`, `statePatch`,
-// tool `arguments`/`result`, a model's `extraBody`) are never touched, and maps keyed by agent names
+// tool `arguments`/`result`, a model's `extraBody`, a question's `schema` and
+// `context`, answers) are never touched, and maps keyed by agent names
 // (`fallbacks`, `routes`) and header/query maps keep their keys while their
 // values are converted.
 
-const OPAQUE = new Set(['data', 'state', 'metadata', 'state_patch', 'arguments', 'extra_body'])
+const OPAQUE = new Set([
+  'data',
+  'state',
+  'metadata',
+  'state_patch',
+  'arguments',
+  'extra_body',
+  'schema',
+  'context',
+  'answer',
+  'answers',
+])
 const NAME_KEYED = new Set(['fallbacks', 'routes', 'headers', 'query'])
 
 // Keys come from a small vocabulary, so conversions are memoized (bounded).
@@ -75,7 +87,7 @@ function eventToCamel(raw) {
 // Agent inputs cross once per agent call, so their (fixed) shape has a
 // direct conversion; it gives exactly what `toCamel` gives (tested), and falls
 // back to `toCamel` for anything it does not know.
-const INPUT_KEYS = new Set(['task', 'messages', 'session_id', 'run_id', 'state', 'metadata'])
+const INPUT_KEYS = new Set(['task', 'messages', 'session_id', 'run_id', 'state', 'metadata', 'answer'])
 const MESSAGE_KEYS = new Set(['role', 'content', 'name', 'data', 'created_at'])
 
 function messageToCamel(m) {
@@ -97,6 +109,7 @@ function agentInputToCamel(raw) {
   if (raw.run_id !== undefined) out.runId = raw.run_id
   if (raw.state !== undefined) out.state = raw.state
   if (raw.metadata !== undefined) out.metadata = raw.metadata
+  if (raw.answer !== undefined) out.answer = raw.answer
   return out
 }
 

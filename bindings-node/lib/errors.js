@@ -35,8 +35,57 @@ class TimeoutError extends OrchestraError {}
 class CancelledError extends OrchestraError {}
 /** The session store failed (unreachable, conflict, corrupt data). */
 class StoreError extends OrchestraError {}
+/** An answer does not satisfy the pending question's schema; the run keeps waiting. */
+class InvalidAnswerError extends InvalidRequestError {}
+/** The run's question expired (`inputTimeoutMs`); the run ended `timed_out`. */
+class InputExpiredError extends TimeoutError {}
+/** A person refused an approval (`approveAgents`, `approvePlan`); the run failed. */
+class ApprovalDeniedError extends OrchestraError {}
+/** No run with this id in the session store. */
+class RunNotFoundError extends OrchestraError {}
+/**
+ * The run is not in a state that allows this: it has finished, another
+ * answer was taken first, or it waits for an answer and none was given.
+ */
+class RunStateError extends OrchestraError {}
+/** A stored checkpoint has a format this release cannot read. */
+class CheckpointError extends OrchestraError {}
+
+/**
+ * Thrown (or returned) by an agent that needs a person's answer before it can
+ * go on: the run pauses (status `waiting_for_input`, event `input_requested`)
+ * and, once resumed with `orch.resume(runId, answer)`, calls the agent again
+ * with the answer as `input.answer`. `schema` is a JSON schema the answer
+ * must satisfy; `context` is any JSON value shown to the person answering.
+ */
+class InputRequired extends OrchestraError {
+  constructor(prompt, { schema, context } = {}) {
+    super(String(prompt ?? ''), 'input_required')
+    this.prompt = String(prompt ?? '')
+    if (schema !== undefined) this.schema = schema
+    if (context !== undefined) this.context = context
+  }
+
+  /** The question as the core reads it. */
+  toJSON() {
+    const q = { prompt: this.prompt }
+    if (this.schema !== undefined && this.schema !== null) q.schema = this.schema
+    if (this.context !== undefined && this.context !== null) q.context = this.context
+    return q
+  }
+}
+
+const BY_CODE = {
+  invalid_answer: InvalidAnswerError,
+  input_expired: InputExpiredError,
+  approval_denied: ApprovalDeniedError,
+  run_not_found: RunNotFoundError,
+  run_not_waiting: RunStateError,
+  checkpoint_unreadable: CheckpointError,
+}
 
 function classFor(code) {
+  if (Object.prototype.hasOwnProperty.call(BY_CODE, code)) return BY_CODE[code]
   if (INVALID_REQUEST_CODES.includes(code)) return InvalidRequestError
   if (STORE_CODES.includes(code)) return StoreError
   switch (code) {
@@ -92,6 +141,13 @@ module.exports = {
   TimeoutError,
   CancelledError,
   StoreError,
+  InvalidAnswerError,
+  InputExpiredError,
+  ApprovalDeniedError,
+  RunNotFoundError,
+  RunStateError,
+  CheckpointError,
+  InputRequired,
   fromInfo,
   fromNative,
   INVALID_REQUEST_CODES,

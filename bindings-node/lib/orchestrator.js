@@ -3,11 +3,14 @@
 
 const native = require('./native')
 const { toCamel, toSnake, eventToCamel, agentInputToCamel } = require('./convert')
-const { fromNative, fromInfo, OrchestraError } = require('./errors')
+const { fromNative, fromInfo, OrchestraError, InputRequired } = require('./errors')
 const { Handoff } = require('./handoff')
 const { MemoryStore, RedisStore } = require('./stores')
 
 const PATTERNS = ['sequential', 'concurrent', 'handoff', 'group_chat', 'dynamic']
+// The last event of a run's stream, carrying its result (`input_requested`:
+// the run paused for a person).
+const TERMINAL = ['run_completed', 'run_failed', 'run_cancelled', 'input_requested']
 
 function errorMessage(e) {
   if (e instanceof Error) return e.message || e.name
@@ -21,16 +24,26 @@ function errorMessage(e) {
 
 // Wraps a user function (sync or async) as the native callback shape:
 // JSON string in, a JSON envelope out — directly when the function answered
-// synchronously, as a Promise otherwise. Never throws or rejects.
+// synchronously, as a Promise otherwise. Never throws or rejects. An
+// `InputRequired` (thrown or returned) becomes the `input` envelope.
 function wrapCallback(fn, decode, encode) {
   const ok = (value) => {
+    if (value instanceof InputRequired) return ask(value)
     try {
       return JSON.stringify({ ok: encode(value) })
     } catch (e) {
       return fail(e)
     }
   }
+  const ask = (q) => {
+    try {
+      return JSON.stringify({ input: q.toJSON() })
+    } catch (e) {
+      return JSON.stringify({ error: { message: `InputRequired schema and context must be JSON: ${errorMessage(e)}` } })
+    }
+  }
   const fail = (e) => {
+    if (e instanceof InputRequired) return ask(e)
     let message = errorMessage(e)
     if (message === '') message = 'agent failed'
     return JSON.stringify({ error: { message, retryable: Boolean(e && e.retryable) } })
@@ -146,7 +159,7 @@ class RunStream {
       const raw = this._buffer[this._at]
       this._buffer[this._at++] = undefined
       const event = toEvent(raw)
-      if (isEvent(raw) && raw.result && ['run_completed', 'run_failed', 'run_cancelled'].includes(raw.type)) {
+      if (isEvent(raw) && raw.result && TERMINAL.includes(raw.type)) {
         this._result = event.result
       }
       return { value: event, done: false }
@@ -178,6 +191,47 @@ class RunStream {
     await this._drain()
     return this._result
   }
+}
+
+// The native stream of a resumed run, available once the run is claimed:
+// `next()` waits for it (and rejects when the resume was refused), and a
+// cancel before then reaches the run as soon as it starts.
+class PendingStream {
+  constructor(promise, runId) {
+    this.runId = runId
+    this.sessionId = undefined
+    this._native = null
+    this._cancelled = false
+    this._ready = promise.then((handle) => {
+      this._native = handle
+      this.sessionId = handle.sessionId
+      if (this._cancelled) handle.cancel()
+      return handle
+    })
+    // Reported by next(); not an unhandled rejection when nobody iterates.
+    this._ready.catch(() => {})
+  }
+
+  async next() {
+    const handle = await this._ready
+    return handle.next()
+  }
+
+  cancel() {
+    this._cancelled = true
+    if (this._native) this._native.cancel()
+  }
+}
+
+function encodeAnswer(answer) {
+  if (answer === undefined || answer === null) return null
+  const json = JSON.stringify(answer)
+  if (json === undefined) throw new TypeError('answer must be a JSON value')
+  return json
+}
+
+function failed(result, throwOnFailure) {
+  return throwOnFailure && result.status !== 'completed' && result.status !== 'waiting_for_input'
 }
 
 /**
@@ -378,10 +432,89 @@ class Orchestrator {
       }
       result = toCamel(JSON.parse(json))
     }
-    if (opts.throwOnFailure && result.status !== 'completed') {
+    if (failed(result, opts.throwOnFailure)) {
       throw fromInfo(result.error ?? { code: result.status, message: `run ended ${result.status}` }, { result })
     }
     return result
+  }
+
+  /**
+   * Registers a person as a participant: each of their turns pauses the run
+   * (`input_requested`, kind `human`) until it is resumed with their answer,
+   * which becomes their message: text, or `{ content, data? }`. `prompt` is
+   * what they are asked (default: the step's instruction).
+   */
+  addHuman(name, { description = '', prompt } = {}) {
+    if (typeof name !== 'string' || name === '') throw new TypeError('agent name must be a non-empty string')
+    this._native.addHuman(name, String(description), prompt === undefined || prompt === null ? null : String(prompt))
+    return this
+  }
+
+  /**
+   * Resumes a run paused for input with the person's `answer` (any JSON
+   * value) and runs it to its end, or to its next pause. The answer goes to
+   * the step that asked (`input.answer`); recorded steps are not run again.
+   * Without an answer, continues a run whose process died. Rejects with
+   * `InvalidAnswerError` (the run keeps waiting), `RunStateError` (not
+   * waiting: finished, answered already, or an answer is missing),
+   * `RunNotFoundError` or `InputExpiredError`. A denied approval ends the
+   * run failed (`error.code === 'approval_denied'`; with `throwOnFailure`
+   * it rejects with `ApprovalDeniedError`).
+   */
+  async resume(runId, answer, opts = {}) {
+    if (typeof runId !== 'string') throw new TypeError('runId must be a string')
+    let json
+    try {
+      json = await this._native.resume(runId, encodeAnswer(answer))
+    } catch (e) {
+      throw fromNative(e)
+    }
+    const result = toCamel(JSON.parse(json))
+    if (failed(result, opts.throwOnFailure)) {
+      throw fromInfo(result.error ?? { code: result.status, message: `run ended ${result.status}` }, { result })
+    }
+    return result
+  }
+
+  /**
+   * `resume()` as an event stream, starting with `run_resumed`. The errors
+   * `resume()` rejects with are thrown by the first iteration; `sessionId`
+   * is known once the first event arrived.
+   */
+  resumeStream(runId, answer) {
+    if (typeof runId !== 'string') throw new TypeError('runId must be a string')
+    const pending = new PendingStream(this._native.resumeStream(runId, encodeAnswer(answer)), runId)
+    const stream = new RunStream(pending)
+    pending._ready.then(
+      (handle) => {
+        stream.sessionId = handle.sessionId
+      },
+      () => {},
+    )
+    return stream
+  }
+
+  /** The stored record of a run (paused runs included, with their `input`); null when unknown. */
+  async getRun(runId) {
+    let json
+    try {
+      json = await this._native.getRun(runId)
+    } catch (e) {
+      throw fromNative(e)
+    }
+    return json === null ? null : toCamel(JSON.parse(json))
+  }
+
+  /**
+   * Cancels a run in flight here, or a run waiting for input (recorded as
+   * cancelled; it can no longer be resumed). False otherwise.
+   */
+  async cancelRun(runId) {
+    try {
+      return await this._native.cancelRun(runId)
+    } catch (e) {
+      throw fromNative(e)
+    }
   }
 
   async _runWithSignal(request, signal) {

@@ -1,8 +1,10 @@
 //! Calling JavaScript from Rust: one JSON string in, one JSON envelope out.
 //!
 //! The facade wraps every user function (agent, manager, planner) so that it
-//! takes a JSON string and answers `{"ok": value}` or
-//! `{"error": {"message", "retryable"?}}` (directly for a sync function, as a
+//! takes a JSON string and answers `{"ok": value}`,
+//! `{"error": {"message", "retryable"?}}` or, for an agent that asks a person
+//! (`InputRequired`), `{"input": {"prompt", "schema"?, "context"?}}`
+//! (directly for a sync function, as a
 //! Promise for an async one), whether the user function returned or threw. Rust therefore never sees a JS exception; the
 //! call is a [`ThreadsafeFunction`] awaited with `call_async_catch`, so the
 //! JS thread is never blocked.
@@ -10,6 +12,7 @@
 use std::sync::Arc;
 
 use napi::{Either, Status, bindgen_prelude::Promise, threadsafe_function::ThreadsafeFunction};
+use orchestra_core::InputRequest;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
@@ -26,6 +29,8 @@ pub enum CallbackError {
     Thrown { message: String, retryable: bool },
     /// The call could not be made, or its answer was not the expected shape.
     Protocol(String),
+    /// The user function asked a person a question (`InputRequired`).
+    InputRequired(Box<InputRequest>),
 }
 
 impl CallbackError {
@@ -33,8 +38,18 @@ impl CallbackError {
         match self {
             Self::Thrown { message, .. } => message.clone(),
             Self::Protocol(m) => m.clone(),
+            Self::InputRequired(r) => format!("input requested: {}", r.prompt),
         }
     }
+}
+
+#[derive(Deserialize)]
+struct Question {
+    prompt: String,
+    #[serde(default)]
+    schema: Option<Value>,
+    #[serde(default)]
+    context: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +65,7 @@ struct Thrown {
 enum Reply {
     Ok(Value),
     Error(Thrown),
+    Input(Question),
 }
 
 /// A shared handle on a JS callback.
@@ -89,6 +105,12 @@ impl JsCallback {
                 message: t.message,
                 retryable: t.retryable,
             }),
+            Ok(Reply::Input(q)) => {
+                let mut request = InputRequest::new(q.prompt);
+                request.schema = q.schema;
+                request.context = q.context;
+                Err(CallbackError::InputRequired(Box::new(request)))
+            }
             Err(e) => Err(CallbackError::Protocol(format!("unreadable answer: {e}"))),
         }
     }

@@ -9,6 +9,7 @@ use orchestra_core::{
     pattern::{ChatState, GroupChatManager, Plan, PlanRequest, Planner, SpeakerChoice},
 };
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::{
     callback::{CallbackError, JsCallback},
@@ -45,16 +46,33 @@ impl Agent for JsAgent {
     async fn invoke(
         &self,
         input: AgentInput,
-        _ctx: AgentContext,
+        ctx: AgentContext,
     ) -> Result<AgentOutput, AgentError> {
-        self.callback
-            .call::<_, AgentOutput>(&input)
-            .await
-            .map_err(|e| match e {
-                CallbackError::Thrown { message, retryable } => agent_error(message, retryable),
-                CallbackError::Protocol(m) => AgentError::InvalidOutput(m),
-            })
+        let reply = match ctx.answer() {
+            None => self.callback.call::<_, AgentOutput>(&input).await,
+            Some(answer) => {
+                let call = AnsweredCall {
+                    input: &input,
+                    answer,
+                };
+                self.callback.call::<_, AgentOutput>(&call).await
+            }
+        };
+        reply.map_err(|e| match e {
+            CallbackError::Thrown { message, retryable } => agent_error(message, retryable),
+            CallbackError::Protocol(m) => AgentError::InvalidOutput(m),
+            CallbackError::InputRequired(request) => AgentError::InputRequired(request),
+        })
     }
+}
+
+/// An agent's input with the answer to the question it asked at this step
+/// (`input.answer` in JavaScript), once the run was resumed with one.
+#[derive(Serialize)]
+struct AnsweredCall<'a> {
+    #[serde(flatten)]
+    input: &'a AgentInput,
+    answer: &'a Value,
 }
 
 #[derive(Serialize)]

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::within_runtime_if_available;
 use napi_derive::napi;
-use orchestra_core::{Orchestrator, RunRequest, RunResult, session::Page};
+use orchestra_core::{HumanAgent, Orchestrator, RunRequest, RunResult, session::Page};
+use serde_json::Value;
 
 use crate::{
     callback::{JsCallback, JsCallbackFn},
@@ -26,6 +27,15 @@ pub struct NativeOrchestrator {
 
 fn parse_request(json: &str) -> napi::Result<RunRequest> {
     RunRequest::from_json(json).napi()
+}
+
+fn parse_answer(answer: Option<String>) -> napi::Result<Option<Value>> {
+    answer
+        .map(|json| {
+            serde_json::from_str(&json)
+                .map_err(|e| binding_error("invalid_request", format!("answer: invalid JSON: {e}")))
+        })
+        .transpose()
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> napi::Result<String> {
@@ -161,6 +171,54 @@ impl NativeOrchestrator {
             .map_err(|e| binding_error("invalid_request", format!("not a run result: {e}")))?;
         let stream = within_runtime_if_available(|| self.inner.replay(&record)).napi()?;
         Ok(NativeRunStream::new(stream))
+    }
+
+    /// Registers a person as an agent (the core's `HumanAgent`): each of its
+    /// turns pauses the run until it is resumed with the person's answer.
+    #[napi]
+    pub fn add_human(&self, name: String, description: String, prompt: Option<String>) {
+        let human = HumanAgent::new(name, description);
+        self.inner.register(match prompt {
+            Some(p) => human.prompt(p),
+            None => human,
+        });
+    }
+
+    /// Resumes a paused (or interrupted) run with an answer (JSON) or none,
+    /// and runs it to its end or its next pause; resolves to the result as JSON.
+    #[napi]
+    pub async fn resume(&self, run_id: String, answer: Option<String>) -> napi::Result<String> {
+        let answer = parse_answer(answer)?;
+        let result = self.inner.resume_run(&run_id, answer).await.napi()?;
+        to_json(&result)
+    }
+
+    /// Resumes a paused (or interrupted) run; resolves to its event stream
+    /// once the run is claimed (or rejects: unknown run, invalid answer…).
+    #[napi]
+    pub async fn resume_stream(
+        &self,
+        run_id: String,
+        answer: Option<String>,
+    ) -> napi::Result<NativeRunStream> {
+        let answer = parse_answer(answer)?;
+        let stream = self.inner.resume(&run_id, answer).await.napi()?;
+        Ok(NativeRunStream::new(stream))
+    }
+
+    /// The stored record of a run as JSON, found by its id; null when unknown.
+    #[napi]
+    pub async fn get_run(&self, run_id: String) -> napi::Result<Option<String>> {
+        match self.inner.get_run(&run_id).await.napi()? {
+            Some(r) => to_json(&r).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Cancels a run in flight here or waiting for input; false otherwise.
+    #[napi]
+    pub async fn cancel_run(&self, run_id: String) -> napi::Result<bool> {
+        self.inner.cancel_run(&run_id).await.napi()
     }
 
     #[napi]

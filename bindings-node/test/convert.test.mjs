@@ -36,6 +36,14 @@ test('agent names and user data keep their keys', () => {
   })
 })
 
+test('a question and its answers keep their keys', () => {
+  const q = { key: 'approve_plan:0', kind: 'plan', prompt: 'p', schema: { min_length: 1 }, context: { plan: { some_key: 1 } }, requested_at: 't' }
+  assert.deepEqual(toCamel({ input: q, answers: { 'approve_plan:0': { approved: true, some_reason: 'x' } } }), {
+    input: { key: 'approve_plan:0', kind: 'plan', prompt: 'p', schema: { min_length: 1 }, context: { plan: { some_key: 1 } }, requestedAt: 't' },
+    answers: { 'approve_plan:0': { approved: true, some_reason: 'x' } },
+  })
+})
+
 test('undefined values are dropped and a tool result is user data', () => {
   assert.deepEqual(toSnake({ a: undefined, bC: 1 }), { b_c: 1 })
   const ev = eventToCamel({ type: 'tool_completed', call_id: 'c', result: { x_y: 1 } })
@@ -58,10 +66,13 @@ test('the agent input fast path gives exactly what toCamel gives', () => {
       metadata: { user_id: 2 },
     },
     { task: 't', messages: [], session_id: 's', run_id: 'r', state: null, metadata: {} },
+    // the answer to the agent's question is user data
+    { task: 't', messages: [], session_id: 's', run_id: 'r', answer: { num_words: 3 } },
     // an unknown field (a newer core) takes the general path
     { task: 't', messages: [{ role: 'tool', content: 'x', tool_call_id: 'c', created_at: 'z' }], session_id: 's', run_id: 'r', extra_field: 1 },
   ]
   for (const input of inputs) assert.deepEqual(agentInputToCamel(input), toCamel(input))
-  assert.equal(agentInputToCamel(inputs[2]).extraField, 1)
-  assert.equal(agentInputToCamel(inputs[2]).messages[0].toolCallId, 'c')
+  assert.deepEqual(agentInputToCamel(inputs[2]).answer, { num_words: 3 })
+  assert.equal(agentInputToCamel(inputs[3]).extraField, 1)
+  assert.equal(agentInputToCamel(inputs[3]).messages[0].toolCallId, 'c')
 })

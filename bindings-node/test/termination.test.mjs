@@ -87,7 +87,7 @@ test('stop ends a run cleanly at the next step boundary', async () => {
   assert.equal(orch.stop('no-such-run'), false)
 })
 
-const VOLATILE = new Set(['timestamp', 'duration_ms', 'started_at', 'finished_at', 'created_at'])
+const VOLATILE = new Set(['timestamp', 'duration_ms', 'started_at', 'finished_at', 'created_at', 'updated_at'])
 function stable(value) {
   if (Array.isArray(value)) return value.map(stable)
   if (value === null || typeof value !== 'object') return value
