@@ -179,7 +179,6 @@ pub fn registration_settings(url: &str, metadata: &Map<String, Value>) -> Map<St
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::config::Config;
 
     #[test]
