@@ -127,7 +127,9 @@ async def test_group_chat_with_a_human_participant() -> None:
     order = ["writer", "editor", "writer"]
     asked: List[int] = []
 
-    def script(chat: Dict[str, Any]) -> Optional[str]:
+    async def script(chat: Dict[str, Any]) -> Optional[str]:
+        # A coroutine manager: the resumed run calls it on this event loop.
+        await asyncio.sleep(0)
         asked.append(chat["round"])
         return order[chat["round"]] if chat["round"] < len(order) else None
 
