@@ -507,7 +507,9 @@ impl RunContext {
             return self.replay_step(index, step, &call, started_at, clock);
         }
         let first_name = first.name().to_owned();
-        if self.p.options.approve_agents.contains(&first_name) {
+        if !self.p.options.approve_agents.is_empty()
+            && self.p.options.approve_agents.contains(&first_name)
+        {
             self.require_approval(
                 &format!("approve:{index}"),
                 InputKind::Approval,
@@ -516,7 +518,10 @@ impl RunContext {
                 || Some(serde_json::json!({"input": call.task, "step": index})),
             )?;
         }
-        let answer = self.p.answers.get(&format!("step:{index}")).cloned();
+        let answer = match self.p.answers.is_empty() {
+            true => None,
+            false => self.p.answers.get(&format!("step:{index}")).cloned(),
+        };
         let mut chain = self.fallbacks(&first_name).into_iter();
         let mut call = call;
         let mut agent = first;

@@ -127,6 +127,8 @@ struct Prepared {
     recorded: Option<Arc<HashMap<u32, crate::run::Step>>>,
     /// The stored record this run continues (resume), if any.
     resume: Option<Resume>,
+    /// Checkpointing when the request does not say (`None`: the store decides).
+    checkpoint_default: Option<bool>,
     /// Answers and decisions of the record being replayed or resumed.
     answers: std::collections::BTreeMap<String, Value>,
     decided: std::collections::BTreeMap<String, Value>,
@@ -285,6 +287,17 @@ impl Orchestrator {
     /// Must be called from within a Tokio runtime.
     pub fn stream(&self, request: RunRequest) -> Result<RunStream, OrchestraError> {
         let prepared = self.prepare(request, None)?;
+        Ok(self.stream_prepared(prepared))
+    }
+
+    /// [`stream`](Self::stream) for a run tied to its caller (an HTTP
+    /// request that cancels the run when it goes away): unless the request
+    /// asks for `checkpoint`, it is not checkpointed after every step, since
+    /// a crash ends it together with its caller. It is still recorded when
+    /// it ends or pauses for input, and resumes like any other run.
+    pub fn stream_attached(&self, request: RunRequest) -> Result<RunStream, OrchestraError> {
+        let mut prepared = self.prepare(request, None)?;
+        prepared.checkpoint_default = Some(false);
         Ok(self.stream_prepared(prepared))
     }
 
@@ -513,6 +526,7 @@ impl Orchestrator {
         Ok(Prepared {
             recorded: None,
             resume: None,
+            checkpoint_default: None,
             answers: Default::default(),
             decided: Default::default(),
             pattern,
@@ -650,6 +664,7 @@ impl Orchestrator {
         let checkpoint = p
             .options
             .checkpoint
+            .or(p.checkpoint_default)
             .unwrap_or_else(|| store.is_durable())
             .then(|| crate::context::CheckpointTarget {
                 store: self.inner.store.clone(),

@@ -121,7 +121,9 @@ fn start(state: &AppState, mut request: RunRequest) -> Result<RunStream, ApiErro
         }
         _ => None,
     };
-    state.orch.stream(request).map_err(|e| {
+    // A synchronous run ends with its request, so per-step checkpoints
+    // would buy nothing; queued runs (the worker) are checkpointed.
+    state.orch.stream_attached(request).map_err(|e| {
         if let Some((fresh, id)) = fresh {
             fresh.unmark(&id);
         }
