@@ -527,3 +527,70 @@ async fn bad_urls_and_names_are_refused() {
     let e = QueueAgent::builder("bad name", t).build().unwrap_err();
     assert_eq!(e.code(), "invalid_agent_name");
 }
+
+async fn stopping_finishes_the_request_in_flight(kind: Kind) {
+    let q = Queue::new(kind).await;
+    let started = Arc::new(Notify::new());
+    let release = Arc::new(Notify::new());
+    let worker = {
+        let (started, release) = (started.clone(), release.clone());
+        q.serve(FnAgent::new("slow", "slow", move |i: AgentInput, _| {
+            let (started, release) = (started.clone(), release.clone());
+            async move {
+                started.notify_one();
+                release.notified().await;
+                format!("finished: {}", i.task)
+            }
+        }))
+        .await
+    };
+    let orch = Arc::new(Orchestrator::new());
+    orch.register(q.agent("slow", "slow"));
+    let first = tokio::spawn({
+        let orch = orch.clone();
+        async move {
+            orch.run(RunRequest::new("sequential", "one").agents(["slow"]))
+                .await
+                .unwrap()
+        }
+    });
+    started.notified().await;
+    // Asked to stop mid-request: it must still answer this one…
+    worker.stop();
+    release.notify_one();
+    let r = first.await.unwrap();
+    assert_eq!(r.status, RunStatus::Completed, "{kind:?}: {:?}", r.error);
+    assert_eq!(r.output.as_deref(), Some("finished: one"), "{kind:?}");
+    worker.join().await.unwrap();
+    // …and take nothing after it.
+    let r = orch
+        .run(
+            RunRequest::new("sequential", "two")
+                .agents(["slow"])
+                .options(json!({"agent_timeout_ms": 300, "retry": {"max_retries": 0}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Failed, "{kind:?}");
+    let code = r.error.map(|e| e.code).unwrap_or_default();
+    assert!(
+        code.contains("timeout") || code.contains("agent"),
+        "{kind:?}: {code}"
+    );
+    q.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_redis_worker_finishes_its_request_and_takes_no_more() {
+    stopping_finishes_the_request_in_flight(Kind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_nats_worker_finishes_its_request_and_takes_no_more() {
+    stopping_finishes_the_request_in_flight(Kind::Nats).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_jetstream_worker_finishes_its_request_and_takes_no_more() {
+    stopping_finishes_the_request_in_flight(Kind::JetStream).await;
+}

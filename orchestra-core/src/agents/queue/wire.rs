@@ -217,6 +217,43 @@ mod tests {
     }
 
     #[test]
+    fn requests_carry_exactly_the_http_agent_fields() {
+        let input = AgentInput {
+            task: "t".into(),
+            ..AgentInput::default()
+        };
+        let json = serde_json::to_value(AgentRequest::new(
+            "a",
+            input,
+            2,
+            Duration::from_millis(1500),
+        ))
+        .unwrap();
+        let mut keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "agent",
+                "deadline_ms",
+                "messages",
+                "metadata",
+                "run_id",
+                "session_id",
+                "state",
+                "step",
+                "task"
+            ]
+        );
+        assert_eq!(json["deadline_ms"], 1500);
+    }
+
+    #[test]
     fn outputs_survive_the_round_trip() {
         let out = AgentOutput::text("hi")
             .with_usage(Usage::new(3, 4))
