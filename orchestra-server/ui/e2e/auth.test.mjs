@@ -47,6 +47,31 @@ test('with auth on, the console works after the key is entered', async () => {
   assert.deepEqual(authHeaders, ['Bearer console-secret-1']);
   await page.screenshot({ path: join(screenshotsDir, 'auth.png') });
 
+  // A run that waits for approval is answered, followed and listed with the key.
+  const runCalls = [];
+  page.on('request', (r) => {
+    if (new URL(r.url()).pathname.startsWith('/runs/')) runCalls.push(r.headers().authorization);
+  });
+  await page.getByLabel('Pattern').selectOption('sequential');
+  await page.getByRole('button', { name: 'Example' }).click();
+  await page.getByLabel('Options').fill('{"approve_agents": ["demo_writer"]}');
+  await page.getByRole('button', { name: 'Start run' }).click();
+  await page.locator('section.input-request').getByText('Approve this agent?').waitFor();
+  await page.locator('section.input-request').getByRole('button', { name: 'Approve' }).click();
+  await page.locator('section.result .output-text').getByText('Draft: a short article').waitFor();
+  const paused = await fetch(server.url('/orchestrate'), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: 'Bearer console-secret-1' },
+    body: JSON.stringify({ pattern: 'sequential', task: 'Tides', agents: ['demo_writer'], options: { approve_agents: ['demo_writer'] } }),
+  }).then((r) => r.json());
+  assert.equal(paused.status, 'waiting_for_input');
+  await page.getByRole('link', { name: 'Runs' }).click();
+  const row = page.locator(`.waiting-run[data-run="${paused.run_id}"]`);
+  await row.getByRole('button', { name: 'Cancel run' }).click();
+  await row.waitFor({ state: 'detached' });
+  assert.ok(runCalls.length >= 3, `calls to /runs: ${runCalls.length}`);
+  assert.ok(runCalls.every((h) => h === 'Bearer console-secret-1'), JSON.stringify(runCalls));
+
   // The key is kept in localStorage: a new page of the same profile has it.
   const again = await browser.context.newPage();
   await again.goto(server.url('/ui/sessions'));

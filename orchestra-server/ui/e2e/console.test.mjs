@@ -204,11 +204,30 @@ describe('sessions view', () => {
 });
 
 describe('runs view', () => {
-  test('on a server without the run queue, says runs are not available', async () => {
+  test('on the memory store, the Runs view opens (runs that wait are in e2e/input.test.mjs)', async () => {
     await page.goto(server.url('/ui/runs'));
-    await page.getByText('Runs are not available on this server.').waitFor();
-    assert.equal(await page.locator('form[aria-label="Answer the input request"]').count(), 0);
-    await shot('runs-unavailable');
+    await page.locator('.waiting-list').getByText('No run waits for input').waitFor();
+    assert.equal(await page.getByText('Runs are not available on this server.').count(), 0);
+  });
+
+  test('on a server without GET /runs/{run_id}, says runs are not available', async () => {
+    // An older server: the router's generic 404 for every /runs path.
+    const apiRuns = (url) => url.pathname.startsWith('/runs/');
+    await page.route(apiRuns, (route) =>
+      route.fulfill({
+        status: 404,
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ error: { code: 'not_found', message: 'no such route' } }),
+      }),
+    );
+    try {
+      await page.goto(server.url('/ui/runs'));
+      await page.getByText('Runs are not available on this server.').waitFor();
+      assert.equal(await page.locator('form[aria-label="Answer the input request"]').count(), 0);
+      await shot('runs-unavailable');
+    } finally {
+      await page.unroute(apiRuns);
+    }
   });
 });
 

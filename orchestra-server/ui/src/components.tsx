@@ -119,6 +119,24 @@ function EntryRow({ entry }: { entry: Entry }) {
           {entry.reason && <span class="muted"> — {entry.reason}</span>}
         </div>
       );
+    case 'input':
+      return (
+        <div class="turn input-row" data-kind="input_requested">
+          <span class="arrow-label">asks {entry.request.kind ?? 'input'}</span>
+          <span>
+            {entry.request.agent && <AgentName name={entry.request.agent} />} {clip(entry.request.prompt ?? '', 200)}
+          </span>
+        </div>
+      );
+    case 'resumed':
+      return (
+        <div class="turn resumed-row" data-kind="run_resumed">
+          <span class="arrow-label">resumed</span>
+          <span class="muted">
+            the run goes on from its checkpoint ({entry.recorded} recorded step{entry.recorded === 1 ? '' : 's'})
+          </span>
+        </div>
+      );
     case 'other':
       return (
         <div class="turn other" data-kind={entry.type}>
@@ -153,8 +171,8 @@ export function Timeline({ timeline, lanes }: { timeline: RunTimeline; lanes: bo
   }
   return (
     <div class="timeline" aria-live="polite">
-      {timeline.entries.map((e) => (
-        <EntryRow key={e.kind === 'agent' ? e.key : `${e.kind}-${e.seq}`} entry={e} />
+      {timeline.entries.map((e, i) => (
+        <EntryRow key={e.kind === 'agent' ? e.key : `${e.kind}-${i}`} entry={e} />
       ))}
     </div>
   );

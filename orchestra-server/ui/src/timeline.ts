@@ -3,10 +3,10 @@
 // arrows, group chat turns, the dynamic planner's plan and ledger, and the
 // final result. The model is mutated in place; the view re-renders on a tick.
 
-import type { ErrorInfo, Ledger, OrchestrationEvent, Plan, RunResult, Usage } from './types';
+import type { ErrorInfo, InputRequest, Ledger, OrchestrationEvent, Plan, RunResult, Usage } from './types';
 
 export interface Note {
-  kind: 'failed' | 'retry' | 'tool';
+  kind: 'failed' | 'retry' | 'tool' | 'input';
   text: string;
 }
 
@@ -20,7 +20,7 @@ export interface AgentCard {
   /** Streamed tokens, replaced by the final message when the call completes. */
   text: string;
   deltas: number;
-  status: 'running' | 'completed' | 'failed';
+  status: 'running' | 'waiting' | 'completed' | 'failed';
   durationMs?: number;
   usage?: Usage;
   handoffTo?: string;
@@ -33,6 +33,8 @@ export type Entry =
   | { kind: 'fallback'; seq: number; from: string; to: string; reason: string }
   | { kind: 'speaker'; seq: number; agent: string; round: number; reason: string }
   | { kind: 'plan'; seq: number; created: boolean; plan: Plan; reason?: string }
+  | { kind: 'input'; seq: number; request: InputRequest }
+  | { kind: 'resumed'; seq: number; recorded: number }
   | { kind: 'other'; seq: number; type: string; summary: string };
 
 export type Terminal = 'run_completed' | 'run_failed' | 'run_cancelled';
@@ -52,6 +54,8 @@ export class RunTimeline {
   terminal?: Terminal;
   terminalReason?: string;
   terminalError?: ErrorInfo;
+  /** The question of a run paused by `input_requested`, until it goes on. */
+  waiting?: InputRequest;
   private cards = new Map<string, AgentCard>();
 
   get finished(): boolean {
@@ -72,6 +76,43 @@ export class RunTimeline {
     return [...by.values()];
   }
 
+  /** The run's status as far as this timeline knows. */
+  get status(): string | undefined {
+    if (this.waiting) return 'waiting_for_input';
+    return this.terminal ? this.result?.status ?? this.terminal.replace('run_', '') : undefined;
+  }
+
+  /**
+   * Takes a run record read with `GET /runs/{run_id}` (after an answer, when
+   * the continuation's events cannot be streamed): a finished run ends the
+   * timeline, a run that asks again waits again.
+   */
+  applyRecord(status: string, result: RunResult | undefined, input: InputRequest | undefined): void {
+    if (status === 'waiting_for_input' && input) {
+      if (this.waiting?.key !== input.key || !this.waiting) {
+        this.waiting = input;
+        this.entries.push({ kind: 'input', seq: -this.entries.length, request: input });
+      }
+      if (result) this.result = result;
+      return;
+    }
+    const terminal: Record<string, Terminal> = {
+      completed: 'run_completed',
+      failed: 'run_failed',
+      timed_out: 'run_failed',
+      cancelled: 'run_cancelled',
+    };
+    if (!terminal[status]) return;
+    this.waiting = undefined;
+    this.answered();
+    this.terminal = terminal[status];
+    this.result = result;
+    this.terminalError = result?.error;
+    const ledger = ledgerOf(result);
+    if (ledger) this.ledger = ledger;
+    for (const c of this.cards.values()) if (c.status === 'running' || c.status === 'waiting') c.status = 'failed';
+  }
+
   apply(ev: OrchestrationEvent): void {
     this.events.push(ev);
     if (ev.run_id) this.runId = ev.run_id;
@@ -85,10 +126,12 @@ export class RunTimeline {
         this.agents = Array.isArray(ev.agents) ? ev.agents.map(String) : [];
         break;
       case 'agent_started': {
+        // A resumed run calls the step that asked again: a new card, same lookup key.
+        const key = this.cards.has(cardKey(agent, step)) ? `${cardKey(agent, step)}~${this.events.length}` : cardKey(agent, step);
         const card: AgentCard = {
           kind: 'agent',
           seq: ev.seq,
-          key: cardKey(agent, step),
+          key,
           agent,
           step,
           input: str(ev.input),
@@ -97,7 +140,7 @@ export class RunTimeline {
           status: 'running',
           notes: [],
         };
-        this.cards.set(card.key, card);
+        this.cards.set(cardKey(agent, step), card);
         this.entries.push(card);
         break;
       }
@@ -182,21 +225,46 @@ export class RunTimeline {
           });
         }
         break;
+      case 'input_requested': {
+        const request = (ev.request && typeof ev.request === 'object' ? ev.request : {}) as InputRequest;
+        this.waiting = request;
+        this.result = ev.result as RunResult | undefined;
+        this.entries.push({ kind: 'input', seq: ev.seq, request });
+        for (const c of this.cards.values()) {
+          if (c.status !== 'running') continue;
+          c.status = 'waiting';
+          c.notes.push({ kind: 'input', text: `asked for input: ${request.prompt ?? ''}` });
+        }
+        break;
+      }
+      case 'run_resumed':
+        this.waiting = undefined;
+        this.answered();
+        if (!this.pattern) this.pattern = str(ev.pattern);
+        if (!this.task) this.task = str(ev.task);
+        this.entries.push({ kind: 'resumed', seq: ev.seq, recorded: typeof ev.recorded_steps === 'number' ? ev.recorded_steps : 0 });
+        break;
       case 'run_completed':
       case 'run_failed':
       case 'run_cancelled': {
+        this.waiting = undefined;
         this.terminal = ev.type;
         this.result = ev.result as RunResult | undefined;
         this.terminalReason = ev.type === 'run_cancelled' ? str(ev.reason) : undefined;
         this.terminalError = ev.error ?? this.result?.error;
         const ledger = ledgerOf(this.result);
         if (ledger) this.ledger = ledger;
-        for (const c of this.cards.values()) if (c.status === 'running') c.status = 'failed';
+        for (const c of this.cards.values()) if (c.status === 'running' || c.status === 'waiting') c.status = 'failed';
         break;
       }
       default:
         this.entries.push({ kind: 'other', seq: ev.seq, type: ev.type, summary: summarize(ev) });
     }
+  }
+
+  /** Calls that asked for input were answered: the run went on. */
+  private answered(): void {
+    for (const e of this.entries) if (e.kind === 'agent' && e.status === 'waiting') e.status = 'completed';
   }
 
   /** The card of an agent call, created if its start was not seen. */

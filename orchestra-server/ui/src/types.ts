@@ -78,6 +78,45 @@ export interface RunResult {
   started_at?: string;
   finished_at?: string;
   duration_ms?: number;
+  /** The pending question of a run that waits (`waiting_for_input`). */
+  input?: InputRequest | null;
+}
+
+/** What a run waiting for input asks (`input` of a run, `request` of `input_requested`). */
+export interface InputRequest {
+  key?: string;
+  /** `agent` (an agent asked), `approval` (an agent may act), `plan` (a plan may run) or `human` (a person's turn). */
+  kind?: string;
+  agent?: string;
+  step?: number;
+  prompt?: string;
+  schema?: unknown;
+  context?: unknown;
+  requested_at?: string;
+  expires_at?: string;
+}
+
+/** `GET /runs/{run_id}`. */
+export interface RunRecord {
+  run_id: string;
+  session_id?: string;
+  status: string;
+  queue_status?: string;
+  input?: InputRequest | null;
+  checkpoint?: unknown;
+  result?: RunResult | null;
+  request?: Record<string, unknown>;
+  attempts?: number;
+  [field: string]: unknown;
+}
+
+/** `POST /runs/{run_id}/input` (202). */
+export interface Resumed {
+  run_id: string;
+  session_id: string;
+  status: string;
+  status_url: string;
+  events_url?: string;
 }
 
 export interface EventEnvelope {

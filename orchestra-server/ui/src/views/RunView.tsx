@@ -1,12 +1,14 @@
 // The Run view: patterns and agents of the server, a form to start a run,
 // and the run's events live from POST /orchestrate/stream.
 
+import type { ComponentChildren } from 'preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { api, describeError, streamEvents } from '../api';
 import { AgentName, JsonBlock, LedgerPanel, Panel, PlanPanel, ResultPanel, Status, Timeline } from '../components';
 import { href, link, navigate } from '../router';
+import { InputPanel, cancelRun, followRun } from '../input';
 import { RunTimeline } from '../timeline';
-import type { AgentListing, PatternListing } from '../types';
+import type { AgentListing, PatternListing, Resumed, RunResult } from '../types';
 
 interface Example {
   agents: string[];
@@ -126,7 +128,7 @@ export function RunView({ keyVersion }: { keyVersion: number }) {
         },
         controller.signal,
       );
-      if (!tl.finished && !controller.signal.aborted) setRunError('The stream ended before the run finished.');
+      if (!tl.finished && !tl.waiting && !controller.signal.aborted) setRunError('The stream ended before the run finished.');
     } catch (err) {
       if (!controller.signal.aborted) setRunError(describeError(err));
     } finally {
@@ -138,6 +140,37 @@ export function RunView({ keyVersion }: { keyVersion: number }) {
     abort.current?.abort();
     setRunning(false);
     setRunError('Stopped: closing the stream cancelled the run on the server.');
+  };
+
+  /** The run paused and its question was answered: follow it until it ends or asks again. */
+  const answered = async (tl: RunTimeline, resumed: Resumed) => {
+    abort.current?.abort();
+    const controller = new AbortController();
+    abort.current = controller;
+    setRunError(undefined);
+    setRunning(true);
+    try {
+      await followRun(tl.runId, resumed, tl, () => setTick((t) => t + 1), controller.signal);
+    } catch (err) {
+      if (!controller.signal.aborted) setRunError(describeError(err));
+    } finally {
+      if (abort.current === controller) setRunning(false);
+    }
+  };
+
+  const cancelWaiting = async (tl: RunTimeline) => {
+    try {
+      await cancelRun(tl.runId);
+      tl.applyRecord('cancelled', tl.result ? { ...tl.result, status: 'cancelled' } : undefined, undefined);
+      setTick((t) => t + 1);
+      const rec = await api.get<{ status: string; result?: RunResult | null }>(`/runs/${encodeURIComponent(tl.runId)}`);
+      if (rec.result) {
+        tl.result = rec.result;
+        setTick((t) => t + 1);
+      }
+    } catch (err) {
+      setRunError(describeError(err));
+    }
   };
 
   return (
@@ -221,7 +254,19 @@ export function RunView({ keyVersion }: { keyVersion: number }) {
           </div>
         )}
         {runError && <p class="error-text banner">{runError}</p>}
-        {timeline && <LiveRun timeline={timeline} running={running} lanes={lanes} setLanes={setLanes} />}
+        {timeline && (
+          <LiveRun timeline={timeline} running={running} lanes={lanes} setLanes={setLanes}>
+            {timeline.waiting && !running && (
+              <InputPanel
+                key={`${timeline.runId}:${timeline.waiting.key ?? ''}`}
+                runId={timeline.runId}
+                request={timeline.waiting}
+                onAnswered={(r) => void answered(timeline, r)}
+                onCancel={() => void cancelWaiting(timeline)}
+              />
+            )}
+          </LiveRun>
+        )}
       </section>
     </div>
   );
@@ -232,13 +277,16 @@ export function LiveRun({
   running,
   lanes,
   setLanes,
+  children,
 }: {
   timeline: RunTimeline;
   running: boolean;
   lanes: boolean;
   setLanes: (v: boolean) => void;
+  /** Shown under the run's header: the answer form of a waiting run. */
+  children?: ComponentChildren;
 }) {
-  const status = timeline.result?.status ?? (running ? 'running' : timeline.terminal ? 'finished' : 'waiting');
+  const status = timeline.status ?? (running ? 'running' : 'ended');
   return (
     <div class="live-run">
       <div class="panel run-head">
@@ -270,12 +318,13 @@ export function LiveRun({
           ))}
         </div>
       </div>
+      {children}
       {timeline.plan && <PlanPanel plan={timeline.plan} reason={timeline.planReason} />}
       {timeline.ledger && !timeline.result && <LedgerPanel ledger={timeline.ledger} />}
       <Panel title="Timeline">
         <Timeline timeline={timeline} lanes={lanes} />
       </Panel>
-      {timeline.result && <ResultPanel result={timeline.result} reason={timeline.terminalReason} />}
+      {timeline.terminal && timeline.result && <ResultPanel result={timeline.result} reason={timeline.terminalReason} />}
       <JsonBlock label={`raw events (${timeline.events.length})`} value={timeline.events} />
     </div>
   );
