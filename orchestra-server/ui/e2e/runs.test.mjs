@@ -1,8 +1,9 @@
 // The Runs view against a server with the run queue (the Redis store at
 // 127.0.0.1:6379, started by scripts/ensure-services): a run queued from the
-// page is opened in the Runs view with its status and result.
-// Skipped, saying why, when Redis is not reachable or the server has no
-// run queue.
+// page is opened in the Runs view with its status and result, and a run that
+// paused for approval streams its continuation (the answer's events_url)
+// once approved. Fails, saying why, when Redis is not reachable or the server
+// has no run queue.
 
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
@@ -74,5 +75,29 @@ test('a run queued from the page shows in the Runs view with its status and resu
   assert.equal(await page.locator('form[aria-label="Answer the input request"]').count(), 0);
   mkdirSync(screenshotsDir, { recursive: true });
   await page.screenshot({ path: join(screenshotsDir, 'runs-queued.png'), fullPage: true });
+  await page.close();
+});
+
+test('an answered run on the run queue streams its continuation into the page', async () => {
+  const page = await browser.context.newPage();
+  const streamed = [];
+  page.on('request', (r) => {
+    const path = new URL(r.url()).pathname;
+    if (/^\/runs\/[^/]+\/events$/.test(path)) streamed.push(path);
+  });
+  await page.goto(server.url('/ui'));
+  await page.getByLabel('Pattern').selectOption('sequential');
+  await page.getByRole('button', { name: 'Example' }).click();
+  await page.getByLabel('Options').fill('{"approve_agents": ["demo_writer"]}');
+  await page.getByRole('button', { name: 'Start run' }).click();
+  const question = page.locator('section.input-request');
+  await question.getByText('Approve this agent?').waitFor();
+  await question.getByRole('button', { name: 'Approve' }).click();
+  // The 202 answer carries events_url: the resumed run's events arrive live.
+  await page.locator('.timeline [data-kind=run_resumed]').waitFor();
+  await page.locator('.timeline article.card[data-agent=demo_writer]').waitFor();
+  await page.locator('section.result .output-text').getByText('Draft: a short article').waitFor();
+  assert.equal(streamed.length, 1, JSON.stringify(streamed));
+  assert.match(streamed[0], /\.resume-\d+\/events$/);
   await page.close();
 });
