@@ -18,7 +18,10 @@ let browser;
 let page;
 let agent;
 
-/** An HTTP agent (docs/agent-protocol.md) that asks a person for a number, then says what it heard. */
+/**
+ * An HTTP agent (docs/agent-protocol.md) that asks a person for a number, then
+ * says what it heard (after 10 s when it heard 99, for a run to stop mid-call).
+ */
 function startAskingAgent() {
   return new Promise((ok) => {
     const http = createServer((req, res) => {
@@ -30,8 +33,13 @@ function startAskingAgent() {
           call.answer === undefined
             ? { input_required: { prompt: 'How many copies?', schema: { type: 'integer', minimum: 1 }, context: { task: call.task } } }
             : { content: `heard ${JSON.stringify(call.answer)}` };
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(reply));
+        const send = () => {
+          if (res.destroyed) return;
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(reply));
+        };
+        if (call.answer === 99) setTimeout(send, 10_000).unref();
+        else send();
       });
     });
     http.listen(0, '127.0.0.1', () => ok(http));
@@ -96,6 +104,7 @@ description = "A person who edits the draft"
 after(async () => {
   await browser?.close();
   await server?.stop();
+  agent?.closeAllConnections();
   await new Promise((ok) => (agent ? agent.close(ok) : ok()));
 });
 
@@ -123,6 +132,22 @@ describe('run view: a run that pauses', () => {
     await result().locator('.output-text').getByText('heard 3').waitFor();
     assert.equal(await question().count(), 0);
     assert.equal(await runStatus(runId), 'completed');
+  });
+
+  test('Stop while an answered run goes on cancels it on the server', async () => {
+    await startRun({ pattern: 'sequential', agents: ['counter'], task: 'A slow count' });
+    await question().locator('.prompt').getByText('How many copies?').waitFor();
+    const runId = await question().getAttribute('data-run');
+    await question().getByRole('textbox', { name: /^Answer/ }).fill('99');
+    await question().getByRole('button', { name: 'Send answer' }).click();
+    await page.locator('.run-head').getByText('running').waitFor();
+    await page.getByRole('button', { name: 'Stop' }).click();
+    await page.locator('.banner').getByText('Stopped: the run was cancelled on the server.').waitFor();
+    const deadline = Date.now() + 10_000;
+    while ((await runStatus(runId)) !== 'cancelled') {
+      assert.ok(Date.now() < deadline, `run ${runId} was not cancelled`);
+      await new Promise((ok) => setTimeout(ok, 100));
+    }
   });
 
   test('a human participant of a group chat answers with text', async () => {

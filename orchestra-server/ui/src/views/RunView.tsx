@@ -50,6 +50,8 @@ export function RunView({ keyVersion }: { keyVersion: number }) {
   const [runError, setRunError] = useState<string>();
   const [lanes, setLanes] = useState(false);
   const abort = useRef<AbortController | undefined>(undefined);
+  /** Whether the run in view was answered and is followed (not streamed from its start). */
+  const following = useRef(false);
 
   useEffect(() => {
     setLoadError(undefined);
@@ -117,6 +119,7 @@ export function RunView({ keyVersion }: { keyVersion: number }) {
     const tl = new RunTimeline();
     setTimeline(tl);
     setRunning(true);
+    following.current = false;
     try {
       await streamEvents(
         'POST',
@@ -139,7 +142,16 @@ export function RunView({ keyVersion }: { keyVersion: number }) {
   const stop = () => {
     abort.current?.abort();
     setRunning(false);
-    setRunError('Stopped: closing the stream cancelled the run on the server.');
+    if (!following.current || !timeline) {
+      setRunError('Stopped: closing the stream cancelled the run on the server.');
+      return;
+    }
+    // A resumed run goes on without this page: cancel it on the server.
+    const tl = timeline;
+    cancelRun(tl.runId).then(
+      () => setRunError('Stopped: the run was cancelled on the server.'),
+      (err) => setRunError(describeError(err)),
+    );
   };
 
   /** The run paused and its question was answered: follow it until it ends or asks again. */
@@ -149,6 +161,7 @@ export function RunView({ keyVersion }: { keyVersion: number }) {
     abort.current = controller;
     setRunError(undefined);
     setRunning(true);
+    following.current = true;
     try {
       await followRun(tl.runId, resumed, tl, () => setTick((t) => t + 1), controller.signal);
     } catch (err) {
