@@ -85,12 +85,41 @@ pub struct AgentInput {
     pub metadata: Map<String, Value>,
 }
 
-/// Token counts, summed across a run.
+/// Token counts and cost, summed across a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
+    /// Cost in millionths of the price table's currency (e.g. micro-USD),
+    /// when the agent has a price ([`crate::agent::Price`]); integer so that
+    /// sums are exact.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub cost_micros: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What a model's tokens cost, per million tokens (so also: millionths of
+/// the currency per token), as in providers' price lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Per million prompt (input) tokens.
+    pub prompt: f64,
+    /// Per million completion (output) tokens.
+    pub completion: f64,
+}
+
+impl Price {
+    /// The cost of `usage`'s tokens, in millionths of the currency.
+    pub fn cost_micros(&self, usage: &Usage) -> u64 {
+        let micros = usage.prompt_tokens as f64 * self.prompt.max(0.0)
+            + usage.completion_tokens as f64 * self.completion.max(0.0);
+        micros.round() as u64
+    }
 }
 
 impl Usage {
@@ -99,6 +128,7 @@ impl Usage {
             prompt_tokens,
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
+            cost_micros: 0,
         }
     }
 
@@ -112,6 +142,7 @@ impl std::ops::AddAssign for Usage {
         self.prompt_tokens += o.prompt_tokens;
         self.completion_tokens += o.completion_tokens;
         self.total_tokens += o.total_tokens;
+        self.cost_micros += o.cost_micros;
     }
 }
 

@@ -175,6 +175,8 @@ pub(crate) struct RunParams {
     pub decided: HashMap<String, Value>,
     /// Where to write a checkpoint after every step, if anywhere.
     pub checkpoint: Option<CheckpointTarget>,
+    /// What the session's other runs used (session budgets).
+    pub session_usage: Usage,
 }
 
 /// Where and how a run's checkpoints are written.
@@ -446,6 +448,11 @@ impl RunContext {
         all.extend_from_slice(&self.p.history);
         all.extend_from_slice(&rec.transcript);
         all
+    }
+
+    /// What the session's earlier runs used, this run not included.
+    pub fn session_usage(&self) -> Usage {
+        self.p.session_usage
     }
 
     /// Usage so far.

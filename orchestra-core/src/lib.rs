@@ -70,7 +70,7 @@ pub mod test_utils;
 
 pub use agent::{
     Agent, AgentContext, AgentInfo, AgentInput, AgentOutput, AgentRef, FnAgent, Handoff,
-    IntoAgentResult, Usage,
+    IntoAgentResult, Price, Usage,
 };
 pub use context::{Call, Components, RunContext, Scope, StepOutcome};
 pub use error::{AgentError, ErrorInfo, OrchestraError, StoreError};
@@ -84,13 +84,13 @@ pub use policy::{
     RetryPolicy, RunOptions,
 };
 pub use run::{
-    CHECKPOINT_VERSION, Checkpoint, InputKind, InputRequest, PolicyDecision, RunRequest,
-    RunResult, RunStatus, Step, StepStatus,
+    CHECKPOINT_VERSION, Checkpoint, InputKind, InputRequest, PolicyDecision, RunRequest, RunResult,
+    RunStatus, Step, StepStatus,
 };
 pub use session::{MemoryStore, Session, SessionStore};
 #[cfg(feature = "redis")]
 pub use session::{RedisStore, RedisStoreConfig};
-pub use termination::Termination;
+pub use termination::{SessionBudget, Termination};
 
 /// The names most programs need.
 pub mod prelude {

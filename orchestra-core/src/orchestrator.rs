@@ -620,11 +620,16 @@ impl Orchestrator {
                 result.answers = prior.answers.clone();
                 result.checkpoint = prior.checkpoint.clone();
                 let history_len = resume.history_len;
-                let mut seen = (Vec::new(), Value::Object(Map::new()));
+                let mut seen = (Vec::new(), Value::Object(Map::new()), Usage::default());
                 store
                     .update(&p.session_id, &mut |s: &mut Session| {
                         let n = history_len.min(s.messages.len());
-                        seen = (s.messages[..n].to_vec(), s.state.clone());
+                        let run_id = prior.run_id.as_str();
+                        seen = (
+                            s.messages[..n].to_vec(),
+                            s.state.clone(),
+                            session_usage(s, run_id),
+                        );
                     })
                     .await
                     .map(|_| seen)
@@ -645,7 +650,7 @@ impl Orchestrator {
             }
         };
         let history_len = seen.0.len();
-        let (mut history, state) = seen;
+        let (mut history, state, session_usage) = seen;
         history.push(Message::user(p.request.task.clone()));
         match &p.resume {
             None => sink.emit(EventKind::RunStarted {
@@ -701,6 +706,7 @@ impl Orchestrator {
                 .collect(),
             decided: p.decided.into_iter().collect(),
             checkpoint,
+            session_usage,
         }));
         // If this future is dropped mid-run (the caller went away), the guard
         // records the run as cancelled from a task of its own.
@@ -723,12 +729,27 @@ impl Orchestrator {
             task: p.request.task.clone(),
             agents: p.agents,
         };
-        let outcome: Result<PatternOutput, OrchestraError> = tokio::select! {
-            biased;
-            () = cancel.cancelled() => Err(OrchestraError::Cancelled),
-            r = tokio::time::timeout_at(deadline, p.pattern.run(&ctx, scope)) => {
-                r.unwrap_or(Err(OrchestraError::Timeout(p.limits.timeout)))
+        // A session that has used up its budget runs no agent.
+        let spent = ctx
+            .options()
+            .session_budget
+            .as_ref()
+            .and_then(|b| b.exceeded(&session_usage));
+        let outcome: Result<PatternOutput, OrchestraError> = match spent {
+            Some((reason, event)) => {
+                sink.emit(event);
+                Ok(PatternOutput {
+                    termination: Some(reason),
+                    ..PatternOutput::default()
+                })
             }
+            None => tokio::select! {
+                biased;
+                () = cancel.cancelled() => Err(OrchestraError::Cancelled),
+                r = tokio::time::timeout_at(deadline, p.pattern.run(&ctx, scope)) => {
+                    r.unwrap_or(Err(OrchestraError::Timeout(p.limits.timeout)))
+                }
+            },
         };
         // Stop whatever agent work outlived the pattern future.
         run_token.cancel();
@@ -835,16 +856,20 @@ impl Orchestrator {
     async fn record_start(
         &self,
         record: &RunResult,
-    ) -> Result<(Vec<Message>, Value), OrchestraError> {
+    ) -> Result<(Vec<Message>, Value, Usage), OrchestraError> {
         let store = self.inner.store.as_ref();
-        let mut seen = (Vec::new(), Value::Object(Map::new()));
+        let mut seen = (Vec::new(), Value::Object(Map::new()), Usage::default());
         let mut duplicate = false;
         let mut start = |s: &mut Session| {
             duplicate = s.run(&record.run_id).is_some();
             if !duplicate {
                 s.runs.push(record.clone());
             }
-            seen = (s.messages.clone(), s.state.clone());
+            seen = (
+                s.messages.clone(),
+                s.state.clone(),
+                session_usage(s, &record.run_id),
+            );
         };
         let (written, indexed) = tokio::join!(
             store.update(&record.session_id, &mut start),
@@ -1121,6 +1146,15 @@ impl Orchestrator {
             .await?;
         Ok(cancelled)
     }
+}
+
+/// What the session's other runs used, for session budgets.
+fn session_usage(s: &Session, except_run: &str) -> Usage {
+    let mut used = Usage::default();
+    for r in s.runs.iter().filter(|r| r.run_id != except_run) {
+        used += r.usage;
+    }
+    used
 }
 
 /// A stored run record this run continues.

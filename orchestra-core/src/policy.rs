@@ -117,6 +117,11 @@ pub struct RunOptions {
     /// paused run is always recorded, whatever the store).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<bool>,
+    /// Tokens and cost all runs of the session may use together; a run
+    /// stops cleanly (`budget_exceeded`) when the session reaches it, and a
+    /// run in a session that already has does not start any agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_budget: Option<crate::termination::SessionBudget>,
 }
 
 impl RunOptions {
@@ -133,6 +138,7 @@ impl RunOptions {
         "approve_plan",
         "input_timeout_ms",
         "checkpoint",
+        "session_budget",
     ];
 }
 

@@ -12,7 +12,7 @@
 //!     {"any": [{"max_rounds": 8}, {"text_mention": "APPROVED"}, {"max_tokens": 20000}]}
 //! )).unwrap();
 //! let msgs = [Message::assistant("critic", "APPROVED")];
-//! let state = TerminationState { rounds: 2, messages: &msgs, tokens: 10, elapsed: Default::default() };
+//! let state = TerminationState { rounds: 2, messages: &msgs, tokens: 10, elapsed: Default::default(), cost_micros: 0 };
 //! assert_eq!(t.check(&state).as_deref(), Some("text_mention: APPROVED"));
 //! ```
 //!
@@ -43,6 +43,9 @@ pub enum Termination {
     Speaker(String),
     /// The run has used at least this many tokens (a budget: emits `budget_exceeded`).
     MaxTokens(u64),
+    /// The run has cost at least this much, in the price table's currency
+    /// (a budget: emits `budget_exceeded`). Costs come from agents' prices.
+    MaxCost(f64),
     /// The run has been going this long (a clean stop, unlike `timeout_ms`).
     MaxDurationMs(u64),
     /// A predicate registered on the orchestrator under this name
@@ -64,6 +67,8 @@ pub struct TerminationState<'a> {
     pub messages: &'a [Message],
     pub tokens: u64,
     pub elapsed: Duration,
+    /// Cost so far in millionths of the currency (see [`crate::Usage::cost_micros`]).
+    pub cost_micros: u64,
 }
 
 impl Termination {
@@ -89,6 +94,7 @@ impl Termination {
                 .filter(|m| m.name.as_deref() == Some(a.as_str()))
                 .map(|_| format!("speaker: {a}")),
             Self::MaxTokens(n) => (s.tokens >= *n).then(|| format!("max_tokens: {n}")),
+            Self::MaxCost(c) => (s.cost_micros as f64 >= c * 1e6).then(|| format!("max_cost: {c}")),
             Self::MaxDurationMs(n) => {
                 (s.elapsed >= Duration::from_millis(*n)).then(|| format!("max_duration_ms: {n}"))
             }
@@ -116,12 +122,12 @@ impl Termination {
         }
     }
 
-    /// The token budget this condition sets, if it names one at top level or under `any`.
-    fn token_budget(&self) -> Option<u64> {
+    /// The budgets this condition sets at top level or under `any`.
+    fn budgets(&self) -> Vec<&Termination> {
         match self {
-            Self::MaxTokens(n) => Some(*n),
-            Self::Any(cs) => cs.iter().find_map(Self::token_budget),
-            _ => None,
+            Self::MaxTokens(_) | Self::MaxCost(_) => vec![self],
+            Self::Any(cs) => cs.iter().flat_map(Self::budgets).collect(),
+            _ => Vec::new(),
         }
     }
 }
@@ -133,6 +139,9 @@ pub fn check_run(ctx: &RunContext, rounds: u32) -> Option<String> {
     if let Some(reason) = ctx.stop_requested() {
         return Some(format!("stopped: {reason}"));
     }
+    if let Some(reason) = check_session_budget(ctx) {
+        return Some(reason);
+    }
     let t = ctx.limits().termination.as_ref()?;
     let usage = ctx.usage();
     let elapsed = ctx.limits().timeout.saturating_sub(ctx.remaining());
@@ -143,17 +152,81 @@ pub fn check_run(ctx: &RunContext, rounds: u32) -> Option<String> {
             messages,
             tokens: usage.total_tokens,
             elapsed,
+            cost_micros: usage.cost_micros,
         };
         t.check_with(&state, &ctx.components().conditions)
     })?;
-    if let Some(limit) = t.token_budget().filter(|l| usage.total_tokens >= *l) {
-        ctx.emit_with(|| EventKind::BudgetExceeded {
-            budget: "max_tokens".into(),
-            limit,
-            used: usage.total_tokens,
-        });
+    for budget in t.budgets() {
+        match budget {
+            Termination::MaxTokens(limit) if usage.total_tokens >= *limit => {
+                ctx.emit_with(|| EventKind::BudgetExceeded {
+                    budget: "max_tokens".into(),
+                    limit: *limit,
+                    used: usage.total_tokens,
+                });
+            }
+            Termination::MaxCost(limit) if usage.cost_micros as f64 >= limit * 1e6 => {
+                ctx.emit_with(|| EventKind::BudgetExceeded {
+                    budget: "max_cost_micros".into(),
+                    limit: (limit * 1e6) as u64,
+                    used: usage.cost_micros,
+                });
+            }
+            _ => {}
+        }
     }
     tracing::debug!(reason = %reason, "termination condition met");
+    Some(reason)
+}
+
+/// A budget for a whole session, across its runs (run option `session_budget`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionBudget {
+    /// Tokens all runs of the session may use together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    /// Cost all runs of the session may add up to, in the price table's currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost: Option<f64>,
+}
+
+impl SessionBudget {
+    /// Which limit `used` (the session's usage, this run's included) has
+    /// reached, as a termination reason and the `budget_exceeded` event.
+    pub fn exceeded(&self, used: &crate::agent::Usage) -> Option<(String, EventKind)> {
+        if let Some(limit) = self.max_tokens.filter(|l| used.total_tokens >= *l) {
+            return Some((
+                format!("session_max_tokens: {limit}"),
+                EventKind::BudgetExceeded {
+                    budget: "session_max_tokens".into(),
+                    limit,
+                    used: used.total_tokens,
+                },
+            ));
+        }
+        if let Some(limit) = self.max_cost.filter(|l| used.cost_micros as f64 >= l * 1e6) {
+            return Some((
+                format!("session_max_cost: {limit}"),
+                EventKind::BudgetExceeded {
+                    budget: "session_max_cost_micros".into(),
+                    limit: (limit * 1e6) as u64,
+                    used: used.cost_micros,
+                },
+            ));
+        }
+        None
+    }
+}
+
+/// The session budget's verdict after this run's usage so far.
+fn check_session_budget(ctx: &RunContext) -> Option<String> {
+    let budget = ctx.options().session_budget.as_ref()?;
+    let mut used = ctx.session_usage();
+    used += ctx.usage();
+    let (reason, event) = budget.exceeded(&used)?;
+    ctx.emit(event);
+    tracing::info!(reason = %reason, "session budget reached");
     Some(reason)
 }
 
@@ -168,6 +241,7 @@ mod tests {
             messages,
             tokens: 0,
             elapsed: Duration::ZERO,
+            cost_micros: 0,
         }
     }
 
@@ -201,7 +275,7 @@ mod tests {
         s.tokens = 0;
         s.elapsed = Duration::from_millis(60);
         assert_eq!(t.check(&s).as_deref(), Some("max_duration_ms: 50"));
-        assert_eq!(t.token_budget(), Some(100));
+        assert_eq!(t.budgets(), [&Termination::MaxTokens(100)]);
     }
 
     #[test]

@@ -91,6 +91,12 @@ pub struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub demo_agents: Option<bool>,
     pub agents: Vec<AgentConfig>,
+    /// What models' tokens cost, by model name (`[prices."gpt-4o"] prompt = 2.5,
+    /// completion = 10.0`, per million tokens): kind "openai" agents of that
+    /// model without a `price` of their own use it, so runs report
+    /// `usage.cost_micros` and `max_cost` / `session_budget.max_cost` apply.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub prices: BTreeMap<String, orchestra_core::Price>,
     /// Agent call policies: retries, circuit breakers, concurrency limits.
     pub policy: crate::policy::PolicyConfig,
     /// Group chat managers selectable by name (`options.manager`).
@@ -123,6 +129,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             demo_agents: None,
             agents: Vec::new(),
+            prices: BTreeMap::new(),
             policy: crate::policy::PolicyConfig::default(),
             managers: Vec::new(),
             planners: Vec::new(),

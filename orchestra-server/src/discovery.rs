@@ -261,6 +261,17 @@ impl StaticDiscovery {
             .iter()
             .map(AgentDescriptor::from_config)
             .collect();
+        // The price table fills in prices of LLM agents by model.
+        for a in agents.iter_mut().filter(|a| a.kind == "openai") {
+            let price = a
+                .settings
+                .get("model")
+                .and_then(Value::as_str)
+                .and_then(|m| config.prices.get(m));
+            if let (Some(price), false) = (price, a.settings.contains_key("price")) {
+                a.settings.insert("price".into(), serde_json::json!(price));
+            }
+        }
         if config.demo_agents_enabled() {
             let configured: HashSet<String> = agents.iter().map(|a| a.name.clone()).collect();
             for (name, description) in demo::DEMO_AGENTS {

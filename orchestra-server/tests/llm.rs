@@ -83,6 +83,11 @@ model = {{ base_url = "{manager}", model = "m", stream = false }}
 [[planners]]
 name = "ledger"
 model = {{ base_url = "{planner}", model = "m", stream = false }}
+
+# Per million tokens: 5 prompt + 3 completion tokens cost 5 000 + 6 000 micros.
+[prices."test-model"]
+prompt = 1000.0
+completion = 2000.0
 "#,
         llm = llm.base_url(),
         peer = peer.url,
@@ -145,6 +150,9 @@ async fn openai_and_a2a_agents_from_the_config_run_and_stream_through_the_server
     assert_eq!(result["steps"][0]["output"]["content"], "Tides are lunar.");
     assert_eq!(result["output"], "The moon drives tides.");
     assert_eq!(result["usage"]["total_tokens"], 8);
+    // The price table of the config priced the LLM agent's tokens.
+    assert_eq!(result["usage"]["cost_micros"], 11_000);
+    assert_eq!(result["steps"][0]["output"]["usage"]["cost_micros"], 11_000);
 
     // The LLM got the key from the environment, the model, the system prompt and the task.
     assert_eq!(

@@ -342,6 +342,9 @@ struct WireUsage {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    /// What the call cost, in millionths of the currency (services that bill).
+    #[serde(default)]
+    cost_micros: u64,
 }
 
 impl WireResponse {
@@ -367,8 +370,9 @@ impl WireResponse {
             handoff: self.handoff,
             data: self.data,
             state_patch: self.state_patch,
-            usage: self.usage.map_or_else(Usage::default, |u| {
-                Usage::new(u.prompt_tokens, u.completion_tokens)
+            usage: self.usage.map_or_else(Usage::default, |u| Usage {
+                cost_micros: u.cost_micros,
+                ..Usage::new(u.prompt_tokens, u.completion_tokens)
             }),
         }
     }

@@ -201,6 +201,10 @@ pub struct OpenAiAgentConfig {
     pub max_retry_wait_ms: u64,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub extra_body: Map<String, Value>,
+    /// What the model's tokens cost: the run's `usage.cost_micros` and the
+    /// `max_cost` budgets are computed from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<crate::agent::Price>,
 }
 
 impl OpenAiAgentConfig {
@@ -236,6 +240,9 @@ impl OpenAiAgentConfig {
             .streaming(self.stream);
         if let Some(p) = &self.system_prompt {
             agent = agent.system_prompt(p);
+        }
+        if let Some(price) = self.price {
+            agent = agent.price(price);
         }
         Ok(agent)
     }
@@ -591,6 +598,7 @@ impl WireUsage {
             prompt_tokens: p,
             completion_tokens: c,
             total_tokens: self.total_tokens.unwrap_or(p + c),
+            cost_micros: 0,
         }
     }
 }

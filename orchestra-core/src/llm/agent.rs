@@ -150,6 +150,7 @@ pub struct LlmAgent {
     tools: Vec<Tool>,
     max_tool_rounds: u32,
     stream: bool,
+    price: Option<crate::agent::Price>,
 }
 
 /// Prefix of the generated handoff tools.
@@ -169,7 +170,16 @@ impl LlmAgent {
             tools: Vec::new(),
             max_tool_rounds: 8,
             stream: true,
+            price: None,
         }
+    }
+
+    /// What the model's tokens cost; sets `cost_micros` in the usage this
+    /// agent reports (and so the run's cost and its `max_cost` budgets).
+    #[must_use]
+    pub fn price(mut self, price: crate::agent::Price) -> Self {
+        self.price = Some(price);
+        self
     }
 
     /// The instructions sent first in every request.
@@ -365,7 +375,11 @@ impl Agent for LlmAgent {
                     return Err(e);
                 }
             };
-            usage += response.usage;
+            let mut step_usage = response.usage;
+            if let Some(price) = &self.price {
+                step_usage.cost_micros = price.cost_micros(&step_usage);
+            }
+            usage += step_usage;
             if response.tool_calls.is_empty() {
                 return Ok(AgentOutput::text(response.content).with_usage(usage));
             }

@@ -328,6 +328,7 @@ impl Pattern for GroupChat {
                 messages: &chat.transcript,
                 tokens: chat.usage.total_tokens,
                 elapsed: ctx.limits().timeout.saturating_sub(ctx.remaining()),
+                cost_micros: chat.usage.cost_micros,
             };
             if let Some(reason) = self
                 .options
