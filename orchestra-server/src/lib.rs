@@ -93,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{run_id}", get(runs::get_run))
         .route("/runs/{run_id}/input", post(runs::answer_run))
         .route("/runs/{run_id}/cancel", post(runs::cancel_run))
+        .route("/runs/{run_id}/stop", post(runs::stop_run))
         .route("/health", get(health::health))
         .route("/metrics", get(routes::metrics::metrics))
         .route("/openapi.json", get(openapi::openapi_json))

@@ -410,3 +410,43 @@ async fn a_run_paused_on_one_instance_is_answered_on_another() {
     assert_eq!(kinds.first(), Some(&"run_resumed"), "{kinds:?}");
     assert_eq!(kinds.last(), Some(&"run_completed"), "{kinds:?}");
 }
+
+#[tokio::test]
+async fn stop_on_one_instance_ends_a_run_on_another_cleanly() {
+    let mut svc = AgentService::start().await;
+    let prefix = unique_prefix("remote-stop");
+    let a = Server::start(&redis_config(&svc, &prefix, 1)).await;
+    let b = Server::start(&redis_config(&svc, &prefix, 0)).await;
+    let c = reqwest::Client::new();
+    let run_id = submit(&c, &a, json!(["slow", "writer"])).await;
+    recv_within(&mut svc.started, WAIT).await;
+
+    let (status, body) = post_json(
+        &c,
+        &b.url(&format!("/runs/{run_id}/stop")),
+        json!({"reason": "enough"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["status"]),
+        (202, &json!("stopping")),
+        "{body}"
+    );
+    // The step in flight finishes; the run ends there, completed.
+    svc.release.notify_one();
+    let run = wait_status(&c, &b.url(&format!("/runs/{run_id}")), "completed").await;
+    assert_eq!(run["result"]["termination"], "stopped: enough");
+    assert_eq!(run["result"]["output"], "released");
+    assert_eq!(calls(&svc, "writer"), 0);
+
+    let (status, body) = post_json(&c, &b.url(&format!("/runs/{run_id}/stop")), json!({})).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("run_not_running"))
+    );
+    let (status, body) = post_json(&c, &b.url("/runs/nope/stop"), json!({})).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &json!("run_not_found"))
+    );
+}

@@ -699,13 +699,14 @@ async fn the_openapi_document_lists_every_route_and_resolves_every_ref() {
         ("/runs/{run_id}", "get"),
         ("/runs/{run_id}/input", "post"),
         ("/runs/{run_id}/cancel", "post"),
+        ("/runs/{run_id}/stop", "post"),
         ("/runs/{run_id}/events", "get"),
         ("/health", "get"),
         ("/metrics", "get"),
         ("/openapi.json", "get"),
     ];
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 16, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 17, "{:?}", paths.keys().collect::<Vec<_>>());
     for (path, method) in expected {
         assert!(
             doc["paths"][path][method].is_object(),

@@ -96,6 +96,7 @@ impl Modify for BearerAuth {
         routes::runs::get_run,
         routes::runs::answer_run,
         routes::runs::cancel_run,
+        routes::runs::stop_run,
         routes::runs::run_events,
         routes::health::health,
         routes::metrics::metrics,
@@ -103,7 +104,7 @@ impl Modify for BearerAuth {
     ),
     components(schemas(
         ErrorBody, ErrorDetail, SessionList, PatternList, PatternListing, AgentList, AgentListing,
-        AgentSource, RegisterBody, Registered, Accepted, routes::runs::InputBody, routes::runs::Resumed,
+        AgentSource, RegisterBody, Registered, Accepted, routes::runs::InputBody, routes::runs::Resumed, routes::runs::StopBody,
         Health, StoreHealth, RunRequestSchema, OrchestrateRequestSchema, RunResultSchema, SessionSchema,
         SessionSummarySchema, OrchestrationEventSchema,
     )),

@@ -227,6 +227,79 @@ pub async fn cancel_run(
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
+/// Why a run is asked to stop.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StopBody {
+    /// Shown in the result's `termination` as `stopped: <reason>` (default "api").
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Stops a run cleanly, wherever it runs: unlike cancel, the run completes
+/// with what it has at its next step boundary, and its `termination` says
+/// `stopped: <reason>` (the termination algebra's external stop).
+#[utoipa::path(
+    post,
+    path = "/runs/{run_id}/stop",
+    tag = "runs",
+    params(("run_id" = String, Path, description = "A running run")),
+    request_body(content = StopBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "`run_id`, `status`: `stopping`", body = Object),
+        (status = 400, description = "Invalid run id or body", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "No such run (`run_not_found`)", body = ErrorBody),
+        (status = 409, description = "The run is not running (`run_not_running`)", body = ErrorBody),
+        (status = 503, description = "Redis unavailable (`store_unavailable`)", body = ErrorBody),
+    )
+)]
+pub async fn stop_run(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    orchestra_core::queue::validate_run_id(&run_id)?;
+    // The body is optional: none, or `{"reason": "…"}`.
+    let body: StopBody = match body.iter().all(u8::is_ascii_whitespace) {
+        true => StopBody::default(),
+        false => serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                format!("body: {e}"),
+            )
+        })?,
+    };
+    let reason = body
+        .reason
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| "api".to_owned());
+    let accepted = || {
+        let body = json!({"run_id": run_id, "status": "stopping"});
+        (StatusCode::ACCEPTED, Json(body)).into_response()
+    };
+    if state.orch.stop(&run_id, reason.clone()) {
+        return Ok(accepted());
+    }
+    let record = state
+        .orch
+        .get_run(&run_id)
+        .await?
+        .ok_or_else(|| not_found(&run_id))?;
+    match (&state.redis, record.status) {
+        (Some(redis), orchestra_core::RunStatus::Running) => {
+            crate::cancel::signal_stop(redis, &run_id, &reason).await?;
+            Ok(accepted())
+        }
+        (_, status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_not_running",
+            format!("run '{run_id}' is {} here, not running", status.as_str()),
+        )),
+    }
+}
+
 /// The run's events as Server-Sent Events, from the first (or after
 /// `Last-Event-ID`) until its terminal event.
 ///
