@@ -136,6 +136,8 @@ impl AgentReply {
         }
     }
 
+    // The struct update keeps this building when AgentOutput gains fields.
+    #[allow(clippy::needless_update)]
     pub fn into_result(self) -> Result<AgentOutput, AgentError> {
         if let Some(e) = self.error {
             if e.code.as_deref() == Some("rate_limited") || e.retry_after_ms.is_some() {
@@ -165,6 +167,7 @@ impl AgentReply {
             usage: self.usage.map_or_else(Usage::default, |u| {
                 Usage::new(u.prompt_tokens, u.completion_tokens)
             }),
+            ..AgentOutput::default()
         })
     }
 
