@@ -14,7 +14,7 @@
 //! # let _ = (echo, router);
 //! ```
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
@@ -154,6 +154,10 @@ pub struct Handoff {
     /// Why; shown in events and given to the next agent.
     #[serde(default)]
     pub reason: String,
+    /// Structured data for the next agent, checked against the route's
+    /// schema (handoff option `payload_schemas`) before the next agent runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
 }
 
 impl Handoff {
@@ -161,7 +165,15 @@ impl Handoff {
         Self {
             to: to.into(),
             reason: reason.into(),
+            payload: None,
         }
+    }
+
+    /// Adds structured data for the next agent.
+    #[must_use]
+    pub fn with_payload(mut self, payload: Value) -> Self {
+        self.payload = Some(payload);
+        self
     }
 }
 
@@ -174,6 +186,12 @@ pub struct AgentOutput {
     /// Set to pass control to another agent instead of (or besides) answering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handoff: Option<Handoff>,
+    /// More handoffs requested in the same turn, after `handoff`. With the
+    /// handoff option `parallel_handoffs` they all run at once and their
+    /// answers come back to this agent; otherwise `handoff` wins and a
+    /// `handoff_conflict` event names the others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handoffs: Vec<Handoff>,
     /// Structured output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
@@ -254,6 +272,8 @@ pub struct AgentContext {
     events: EventSink,
     handoff_targets: Arc<[AgentInfo]>,
     answer: Option<Arc<serde_json::Value>>,
+    handoff: Option<Arc<Handoff>>,
+    payload_schemas: Option<Arc<HashMap<String, Value>>>,
 }
 
 impl AgentContext {
@@ -272,7 +292,34 @@ impl AgentContext {
             events,
             handoff_targets: Arc::new([]),
             answer: None,
+            handoff: None,
+            payload_schemas: None,
         }
+    }
+
+    /// Gives this call the handoff that made its agent active, and the
+    /// payload schemas of the routes it may take.
+    #[must_use]
+    pub(crate) fn with_handoff(
+        mut self,
+        handoff: Option<Arc<Handoff>>,
+        payload_schemas: Option<Arc<HashMap<String, Value>>>,
+    ) -> Self {
+        self.handoff = handoff;
+        self.payload_schemas = payload_schemas;
+        self
+    }
+
+    /// The handoff that passed control to this agent (handoff runs): who
+    /// asked (the previous message), why, and the typed payload, if any.
+    pub fn handoff(&self) -> Option<&Handoff> {
+        self.handoff.as_deref()
+    }
+
+    /// The JSON schema a handoff to `target` must carry as its payload, if
+    /// the run sets one (LLM agents put it in their `transfer_to_` tools).
+    pub fn handoff_payload_schema(&self, target: &str) -> Option<&Value> {
+        self.payload_schemas.as_ref().and_then(|m| m.get(target))
     }
 
     /// Gives this call the answer to the question it asked before the run paused.

@@ -122,6 +122,10 @@ pub struct Call {
     /// Agents the callee may hand off to (handoff runs); see
     /// [`AgentContext::handoff_targets`].
     pub handoff_targets: Vec<AgentInfo>,
+    /// The handoff that made the callee active ([`AgentContext::handoff`]).
+    pub handoff: Option<Arc<crate::agent::Handoff>>,
+    /// Payload schemas of the callee's routes ([`AgentContext::handoff_payload_schema`]).
+    pub payload_schemas: Option<Arc<HashMap<String, Value>>>,
 }
 
 impl Call {
@@ -131,7 +135,22 @@ impl Call {
             messages,
             label: None,
             handoff_targets: Vec::new(),
+            handoff: None,
+            payload_schemas: None,
         }
+    }
+
+    /// The handoff that passes control to the callee, and the payload
+    /// schemas of the routes the callee may take.
+    #[must_use]
+    pub fn handoff(
+        mut self,
+        handoff: Option<crate::agent::Handoff>,
+        payload_schemas: Option<Arc<HashMap<String, Value>>>,
+    ) -> Self {
+        self.handoff = handoff.map(Arc::new);
+        self.payload_schemas = payload_schemas;
+        self
     }
 
     #[must_use]
@@ -819,6 +838,7 @@ impl RunContext {
             self.p.events.clone(),
         )
         .with_handoff_targets(call.handoff_targets.clone())
+        .with_handoff(call.handoff.clone(), call.payload_schemas.clone())
         .with_answer(answer);
         let input = AgentInput {
             task: call.task.clone(),

@@ -200,6 +200,13 @@ pub enum OrchestraError {
     /// An agent handed off along a route that is not allowed.
     #[error("agent '{from}' may not hand off to '{to}'")]
     InvalidHandoff { from: String, to: String },
+    /// A handoff's payload does not satisfy its route's schema.
+    #[error("handoff from '{from}' to '{to}' carries an invalid payload: {message}")]
+    InvalidHandoffPayload {
+        from: String,
+        to: String,
+        message: String,
+    },
     #[error("group chat manager failed: {0}")]
     Manager(String),
     #[error("planner failed: {0}")]
@@ -254,6 +261,7 @@ impl OrchestraError {
             Self::HandoffCycle { .. } => "handoff_cycle",
             Self::MaxHandoffs { .. } => "max_handoffs_exceeded",
             Self::InvalidHandoff { .. } => "invalid_handoff",
+            Self::InvalidHandoffPayload { .. } => "invalid_handoff_payload",
             Self::Manager(_) => "manager_failed",
             Self::Planner(_) => "planner_failed",
             Self::Store(e) => e.code(),

@@ -182,6 +182,15 @@ pub enum EventKind {
         to: String,
         reason: String,
     },
+    /// An agent asked for several handoffs in one turn while the run does
+    /// not allow parallel handoffs: the first one requested (`chosen`) is
+    /// taken and the others are not.
+    HandoffConflict {
+        agent: String,
+        step: u32,
+        requested: Vec<String>,
+        chosen: String,
+    },
     SpeakerSelected {
         agent: String,
         round: u32,
@@ -249,6 +258,7 @@ impl EventKind {
             Self::CircuitHalfOpen { .. } => "circuit_half_open",
             Self::CircuitClosed { .. } => "circuit_closed",
             Self::Handoff { .. } => "handoff",
+            Self::HandoffConflict { .. } => "handoff_conflict",
             Self::SpeakerSelected { .. } => "speaker_selected",
             Self::PlanCreated { .. } => "plan_created",
             Self::PlanUpdated { .. } => "plan_updated",

@@ -820,3 +820,69 @@ async fn an_unreachable_planner_model_falls_back_to_the_heuristic() {
     assert!(reason.contains("model failed"), "{reason}");
     assert_eq!(last_result(&evs).output.as_deref(), Some("Soup."));
 }
+
+#[tokio::test]
+async fn two_transfers_in_one_turn_are_reported_and_typed_routes_ask_for_a_payload() {
+    let server = Server::openai_with(|_, _| {
+        Reply::Json(tool_calls(&[
+            (
+                "call_1",
+                "transfer_to_billing",
+                r#"{"reason": "invoice", "payload": {"invoice_id": "A-1"}}"#,
+            ),
+            ("call_2", "transfer_to_sales", r#"{"reason": "upsell"}"#),
+        ]))
+    })
+    .await;
+    let orch = Orchestrator::new();
+    orch.register(LlmAgent::new("triage", "routes", model(&server, false)));
+    let got = Arc::new(Mutex::new(None));
+    let g = got.clone();
+    orch.register(FnAgent::new(
+        "billing",
+        "invoices",
+        move |_, ctx: orchestra_core::AgentContext| {
+            *g.lock().unwrap() = ctx.handoff().and_then(|h| h.payload.clone());
+            async { "paid" }
+        },
+    ));
+    orch.register(FnAgent::new("sales", "sells", |_, _| async { "sold" }));
+    let schema = json!({"type": "object", "required": ["invoice_id"],
+                        "properties": {"invoice_id": {"type": "string"}}});
+    let req = RunRequest::new("handoff", "help")
+        .agents(["triage", "billing", "sales"])
+        .option("payload_schemas", json!({"billing": schema.clone()}));
+    let evs = events(&orch, req).await;
+    let r = last_result(&evs);
+    assert_eq!(r.output.as_deref(), Some("paid"), "{:?}", r.error);
+    assert_eq!(*got.lock().unwrap(), Some(json!({"invoice_id": "A-1"})));
+    assert!(evs.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::HandoffConflict { chosen, requested, .. }
+            if chosen == "billing" && requested.len() == 2
+    )));
+    // The typed route's tool asks the model for the payload; the other does not.
+    let tools = server.rec.bodies()[0]["tools"].clone();
+    let params = |name: &str| {
+        tools
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["function"]["name"] == name)
+            .map(|t| t["function"]["parameters"].clone())
+            .unwrap()
+    };
+    assert_eq!(
+        params("transfer_to_billing")["properties"]["payload"],
+        schema
+    );
+    assert_eq!(
+        params("transfer_to_billing")["required"],
+        json!(["reason", "payload"])
+    );
+    assert!(
+        params("transfer_to_sales")["properties"]
+            .get("payload")
+            .is_none()
+    );
+}

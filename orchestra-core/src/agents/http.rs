@@ -245,6 +245,7 @@ impl Agent for HttpAgent {
             state: &input.state,
             deadline_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
             answer: ctx.answer(),
+            handoff: ctx.handoff(),
         };
         tokio::select! {
             biased;
@@ -306,6 +307,9 @@ struct WireRequest<'a> {
     /// The answer to the question this step asked before the run paused.
     #[serde(skip_serializing_if = "Option::is_none")]
     answer: Option<&'a Value>,
+    /// The handoff that made this agent active (handoff runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handoff: Option<&'a Handoff>,
 }
 
 /// What an agent service answers. Unknown fields are ignored so services can
@@ -316,6 +320,9 @@ struct WireResponse {
     content: Option<String>,
     #[serde(default)]
     handoff: Option<Handoff>,
+    /// More handoffs in the same turn (parallel handoffs).
+    #[serde(default)]
+    handoffs: Vec<Handoff>,
     #[serde(default)]
     data: Option<Value>,
     #[serde(default)]
@@ -368,6 +375,7 @@ impl WireResponse {
         AgentOutput {
             content,
             handoff: self.handoff,
+            handoffs: self.handoffs,
             data: self.data,
             state_patch: self.state_patch,
             usage: self.usage.map_or_else(Usage::default, |u| Usage {

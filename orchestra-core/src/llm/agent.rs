@@ -284,19 +284,31 @@ fn transfer_tool_name(agent: &str) -> String {
     name
 }
 
-fn transfer_tools(targets: &[AgentInfo]) -> (Vec<ToolSpec>, HashMap<String, String>) {
+fn transfer_tools(
+    targets: &[AgentInfo],
+    ctx: &AgentContext,
+) -> (Vec<ToolSpec>, HashMap<String, String>) {
     let mut specs = Vec::new();
     let mut names = HashMap::new();
     for t in targets {
         let tool = transfer_tool_name(&t.name);
+        let mut parameters = json!({
+            "type": "object",
+            "properties": {"reason": {"type": "string", "description": "Why this agent should take over."}},
+            "required": ["reason"]
+        });
+        // A typed route: the model must fill in the payload the route expects.
+        if let Some(schema) = ctx.handoff_payload_schema(&t.name) {
+            parameters["properties"]["payload"] = schema.clone();
+            parameters["required"] = json!(["reason", "payload"]);
+        }
         specs.push(ToolSpec {
             name: tool.clone(),
-            description: format!("Hand the conversation over to {}: {}", t.name, t.description),
-            parameters: json!({
-                "type": "object",
-                "properties": {"reason": {"type": "string", "description": "Why this agent should take over."}},
-                "required": ["reason"]
-            }),
+            description: format!(
+                "Hand the conversation over to {}: {}",
+                t.name, t.description
+            ),
+            parameters,
         });
         names.insert(tool, t.name.clone());
     }
@@ -326,7 +338,7 @@ impl Agent for LlmAgent {
         ctx: AgentContext,
     ) -> Result<AgentOutput, AgentError> {
         let targets = ctx.handoff_targets().to_vec();
-        let (transfer_specs, transfer_names) = transfer_tools(&targets);
+        let (transfer_specs, transfer_names) = transfer_tools(&targets, &ctx);
         let mut request = ChatRequest::new(self.messages(&input, &targets));
         request.tools = self.tools.iter().map(|t| t.spec.clone()).collect();
         request.tools.extend(transfer_specs);
@@ -383,22 +395,36 @@ impl Agent for LlmAgent {
             if response.tool_calls.is_empty() {
                 return Ok(AgentOutput::text(response.content).with_usage(usage));
             }
-            if let Some(tc) = response
+            // Every transfer the model asked for in this turn, in its order:
+            // the first is the handoff; the rest go to the pattern, which
+            // runs them in parallel or reports them (never silently dropped).
+            let transfers: Vec<Handoff> = response
                 .tool_calls
                 .iter()
-                .find(|tc| transfer_names.contains_key(&tc.name))
-            {
-                let to = transfer_names[&tc.name].clone();
-                let args = parse_arguments(&tc.arguments).unwrap_or_else(|_| json!({}));
-                let reason = args["reason"]
-                    .as_str()
-                    .filter(|r| !r.trim().is_empty())
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| format!("{} transferred to {to}", self.name));
-                ctx.tool_called(&tc.name, &tc.id, args);
-                ctx.tool_completed(&tc.name, &tc.id, json!({"transferred_to": to}));
-                tracing::debug!(agent = %self.name, to = %to, "llm agent hands off");
-                let mut out = AgentOutput::handoff(Handoff::new(to, reason)).with_usage(usage);
+                .filter(|tc| transfer_names.contains_key(&tc.name))
+                .map(|tc| {
+                    let to = transfer_names[&tc.name].clone();
+                    let args = parse_arguments(&tc.arguments).unwrap_or_else(|_| json!({}));
+                    let reason = args["reason"]
+                        .as_str()
+                        .filter(|r| !r.trim().is_empty())
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| format!("{} transferred to {to}", self.name));
+                    let payload = args.get("payload").filter(|p| !p.is_null()).cloned();
+                    ctx.tool_called(&tc.name, &tc.id, args);
+                    ctx.tool_completed(&tc.name, &tc.id, json!({"transferred_to": to}));
+                    let h = Handoff::new(to, reason);
+                    match payload {
+                        Some(p) => h.with_payload(p),
+                        None => h,
+                    }
+                })
+                .collect();
+            let mut transfers = transfers.into_iter();
+            if let Some(first) = transfers.next() {
+                tracing::debug!(agent = %self.name, to = %first.to, "llm agent hands off");
+                let mut out = AgentOutput::handoff(first).with_usage(usage);
+                out.handoffs = transfers.collect();
                 if !response.content.trim().is_empty() {
                     out.content = response.content;
                 }

@@ -20,16 +20,19 @@
 //! # });
 //! ```
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{Pattern, PatternOutput, normalize};
 use crate::{
-    agent::AgentInfo,
+    agent::{AgentInfo, Handoff},
     context::{Call, Components, RunContext, Scope},
     error::OrchestraError,
     event::EventKind,
@@ -51,6 +54,16 @@ pub struct HandoffOptions {
     pub routes: HashMap<String, Vec<String>>,
     /// Most handoffs in one run.
     pub max_handoffs: u32,
+    /// A JSON schema per target agent: a handoff to it must carry a
+    /// `payload` that satisfies it, checked before the target runs (a
+    /// handoff that fails it ends the run with `invalid_handoff_payload`).
+    #[serde(skip_serializing_if = "HashMap::is_empty")]
+    pub payload_schemas: HashMap<String, Value>,
+    /// When an agent hands off to several agents in one turn: `true` runs
+    /// them all at once, and their answers come back to that agent, which
+    /// decides the next step; `false` (default) takes the first and reports
+    /// the others in a `handoff_conflict` event.
+    pub parallel_handoffs: bool,
 }
 
 impl Default for HandoffOptions {
@@ -59,6 +72,40 @@ impl Default for HandoffOptions {
             start: None,
             routes: HashMap::new(),
             max_handoffs: 10,
+            payload_schemas: HashMap::new(),
+            parallel_handoffs: false,
+        }
+    }
+}
+
+impl HandoffOptions {
+    fn allowed(&self, from: &str, to: &str) -> bool {
+        self.routes
+            .get(from)
+            .is_none_or(|targets| targets.iter().any(|t| t == to))
+    }
+
+    /// Checks a handoff's payload against its route's schema, if it has one.
+    fn check_payload(&self, from: &str, h: &Handoff) -> Result<(), OrchestraError> {
+        let Some(schema) = self.payload_schemas.get(&h.to) else {
+            return Ok(());
+        };
+        let invalid = |message: String| OrchestraError::InvalidHandoffPayload {
+            from: from.to_owned(),
+            to: h.to.clone(),
+            message,
+        };
+        let validator = jsonschema::validator_for(schema)
+            .map_err(|e| invalid(format!("the route's schema is invalid: {e}")))?;
+        let payload = h.payload.clone().unwrap_or(Value::Null);
+        let problems: Vec<String> = validator
+            .iter_errors(&payload)
+            .take(5)
+            .map(|e| e.to_string())
+            .collect();
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(invalid(problems.join("; "))),
         }
     }
 }
@@ -72,6 +119,51 @@ pub struct HandoffPattern {
 impl HandoffPattern {
     pub fn new(options: HandoffOptions) -> Self {
         Self { options }
+    }
+}
+
+impl HandoffPattern {
+    /// Runs several handoffs of one turn at once; their answers join the
+    /// conversation. Every route and payload is checked before any runs.
+    async fn fan_out(
+        &self,
+        ctx: &RunContext,
+        scope: &Scope,
+        from: &str,
+        requested: Vec<Handoff>,
+        path: &mut Vec<String>,
+    ) -> Result<(), OrchestraError> {
+        let o = &self.options;
+        let mut calls = Vec::with_capacity(requested.len());
+        for h in requested {
+            let target = scope.find(&h.to).cloned();
+            let (true, Some(target)) = (o.allowed(from, &h.to), target) else {
+                return Err(OrchestraError::InvalidHandoff {
+                    from: from.to_owned(),
+                    to: h.to,
+                });
+            };
+            o.check_payload(from, &h)?;
+            calls.push((target, h));
+        }
+        let mut steps = Vec::with_capacity(calls.len());
+        for (target, h) in calls {
+            ctx.emit_with(|| EventKind::Handoff {
+                from: from.to_owned(),
+                to: h.to.clone(),
+                reason: h.reason.clone(),
+            });
+            path.push(h.to.clone());
+            let call = Call::new(h.reason.clone(), ctx.conversation())
+                .label(format!("parallel handoff from {from}"))
+                .handoff(Some(h), None);
+            steps.push(ctx.invoke(&target, call));
+        }
+        // Wait for every answer; the first failure (in call order) ends the run.
+        for r in futures::future::join_all(steps).await {
+            r?;
+        }
+        Ok(())
     }
 }
 
@@ -96,6 +188,22 @@ impl Pattern for HandoffPattern {
                     });
                 }
             }
+        }
+        if let Some(name) = o.payload_schemas.keys().find(|n| scope.find(n).is_none()) {
+            return Err(OrchestraError::InvalidOptions {
+                field: format!("options.payload_schemas.{name}"),
+                message: format!("'{name}' is not an agent of this run"),
+            });
+        }
+        if let Some((name, e)) = o
+            .payload_schemas
+            .iter()
+            .find_map(|(n, s)| jsonschema::validator_for(s).err().map(|e| (n, e)))
+        {
+            return Err(OrchestraError::InvalidOptions {
+                field: format!("options.payload_schemas.{name}"),
+                message: format!("not a valid JSON schema: {e}"),
+            });
         }
         if let Some(start) = o.start.as_ref().filter(|s| scope.find(s).is_none()) {
             return Err(OrchestraError::InvalidOptions {
@@ -130,6 +238,9 @@ impl Pattern for HandoffPattern {
         let mut path = vec![active.name().to_owned()];
         let mut seen = HashSet::new();
         let mut handoffs = 0u32;
+        // The handoff that made `active` active, for its call.
+        let mut arrived: Option<Handoff> = None;
+        let schemas = (!o.payload_schemas.is_empty()).then(|| Arc::new(o.payload_schemas.clone()));
         loop {
             // The agents `active` may hand off to, so LLM agents can offer
             // them as transfer tools.
@@ -146,7 +257,8 @@ impl Pattern for HandoffPattern {
                 .collect();
             let call = Call::new(scope.task.clone(), ctx.conversation())
                 .label(format!("turn {}", handoffs))
-                .handoff_targets(targets);
+                .handoff_targets(targets)
+                .handoff(arrived.take(), schemas.clone());
             ctx.set_position(
                 || json!({"active": active.name(), "handoffs": handoffs, "path": path}),
             );
@@ -168,17 +280,39 @@ impl Pattern for HandoffPattern {
                 });
             }
             let from = out.agent.clone();
-            let allowed = o
-                .routes
-                .get(&from)
-                .is_none_or(|targets| targets.contains(&handoff.to));
+            if !out.output.handoffs.is_empty() {
+                let requested: Vec<Handoff> = std::iter::once(handoff.clone())
+                    .chain(out.output.handoffs.iter().cloned())
+                    .collect();
+                if o.parallel_handoffs {
+                    handoffs += requested.len() as u32;
+                    if handoffs > o.max_handoffs {
+                        return Err(OrchestraError::MaxHandoffs {
+                            limit: o.max_handoffs,
+                        });
+                    }
+                    self.fan_out(ctx, &scope, &from, requested, &mut path)
+                        .await?;
+                    // The same agent goes on, with the answers in the conversation.
+                    continue;
+                }
+                // The documented rule: the first requested handoff wins.
+                ctx.emit_with(|| EventKind::HandoffConflict {
+                    agent: from.clone(),
+                    step: out.index,
+                    requested: requested.iter().map(|h| h.to.clone()).collect(),
+                    chosen: handoff.to.clone(),
+                });
+                tracing::info!(agent = %from, chosen = %handoff.to, "several handoffs in one turn; the first wins");
+            }
             let target = scope.find(&handoff.to).cloned();
-            let (true, Some(target)) = (allowed, target) else {
+            let (true, Some(target)) = (o.allowed(&from, &handoff.to), target) else {
                 return Err(OrchestraError::InvalidHandoff {
                     from,
                     to: handoff.to,
                 });
             };
+            o.check_payload(&from, &handoff)?;
             handoffs += 1;
             path.push(handoff.to.clone());
             ctx.emit_with(|| EventKind::Handoff {
@@ -196,6 +330,7 @@ impl Pattern for HandoffPattern {
                     limit: o.max_handoffs,
                 });
             }
+            arrived = Some(handoff);
             active = target;
         }
     }
