@@ -39,13 +39,18 @@ fn unavailable(e: &redis::RedisError) -> ApiError {
     ApiError::from(orchestra_core::StoreError::Unavailable(e.to_string()))
 }
 
-/// Marks the run cancelled and tells every instance.
-pub async fn signal(redis: &RedisBackend, run_id: &str) -> Result<(), ApiError> {
-    let client = redis::Client::open(redis.url.as_str()).map_err(|e| unavailable(&e))?;
-    let mut conn = client
+/// A connection of its own (the store's manager is not meant for pub/sub).
+async fn connect(
+    redis: &RedisBackend,
+) -> Result<redis::aio::MultiplexedConnection, redis::RedisError> {
+    redis::Client::open(redis.url.as_str())?
         .get_multiplexed_async_connection()
         .await
-        .map_err(|e| unavailable(&e))?;
+}
+
+/// Marks the run cancelled and tells every instance.
+pub async fn signal(redis: &RedisBackend, run_id: &str) -> Result<(), ApiError> {
+    let mut conn = connect(redis).await.map_err(|e| unavailable(&e))?;
     let _: () = conn
         .set_ex(marker(redis, run_id), "1", MARKER_TTL.as_secs())
         .await
@@ -61,11 +66,7 @@ pub async fn signal(redis: &RedisBackend, run_id: &str) -> Result<(), ApiError> 
 /// Asks every instance to stop the run cleanly at its next step boundary
 /// (published on `{prefix}:stop` as `{"run_id", "reason"}`).
 pub async fn signal_stop(redis: &RedisBackend, run_id: &str, reason: &str) -> Result<(), ApiError> {
-    let client = redis::Client::open(redis.url.as_str()).map_err(|e| unavailable(&e))?;
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .map_err(|e| unavailable(&e))?;
+    let mut conn = connect(redis).await.map_err(|e| unavailable(&e))?;
     let message = serde_json::json!({"run_id": run_id, "reason": reason}).to_string();
     let receivers: i64 = conn
         .publish(stop_channel(redis), message)
@@ -77,10 +78,7 @@ pub async fn signal_stop(redis: &RedisBackend, run_id: &str, reason: &str) -> Re
 
 /// Whether a cancel was requested for the run (checked before a queued run starts).
 pub async fn requested(redis: &RedisBackend, run_id: &str) -> bool {
-    let Ok(client) = redis::Client::open(redis.url.as_str()) else {
-        return false;
-    };
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+    let Ok(mut conn) = connect(redis).await else {
         return false;
     };
     conn.exists(marker(redis, run_id)).await.unwrap_or(false)
