@@ -89,18 +89,22 @@ fn json_payload(reply: Reply) -> Result<String, String> {
 }
 
 /// The agent's input as JSON, with the answer to its question (if the run
-/// was resumed with one) as `answer`.
+/// was resumed with one) as `answer`, and the handoff that made the agent
+/// active (handoff runs) as `handoff`.
 fn encode_input(input: &AgentInput, ctx: &AgentContext) -> Result<String, serde_json::Error> {
-    match ctx.answer() {
-        None => serde_json::to_string(input),
-        Some(answer) => {
-            let mut value = serde_json::to_value(input)?;
-            if let Some(object) = value.as_object_mut() {
-                object.insert("answer".to_owned(), answer.clone());
-            }
-            serde_json::to_string(&value)
+    if ctx.answer().is_none() && ctx.handoff().is_none() {
+        return serde_json::to_string(input);
+    }
+    let mut value = serde_json::to_value(input)?;
+    if let Some(object) = value.as_object_mut() {
+        if let Some(answer) = ctx.answer() {
+            object.insert("answer".to_owned(), answer.clone());
+        }
+        if let Some(handoff) = ctx.handoff() {
+            object.insert("handoff".to_owned(), serde_json::to_value(handoff)?);
         }
     }
+    serde_json::to_string(&value)
 }
 
 /// An agent written in Python.

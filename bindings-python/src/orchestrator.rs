@@ -336,7 +336,7 @@ impl PyOrchestrator {
 
     /// Registers a termination predicate, used with `{"custom": name}`. The
     /// wrapped callable takes the state as JSON (`rounds`, `messages`,
-    /// `tokens`, `elapsed_ms`) and answers a bool; it runs with the GIL.
+    /// `tokens`, `cost_micros`, `elapsed_ms`) and answers a bool; it runs with the GIL.
     fn add_condition(&self, name: String, call: Py<PyAny>) {
         let call = Arc::new(call);
         self.inner
@@ -345,6 +345,7 @@ impl PyOrchestrator {
                     "rounds": state.rounds,
                     "messages": state.messages,
                     "tokens": state.tokens,
+                    "cost_micros": state.cost_micros,
                     "elapsed_ms": u64::try_from(state.elapsed.as_millis()).unwrap_or(u64::MAX),
                 })) else {
                     return false;

@@ -31,6 +31,7 @@ from ._errors import (
     InputExpiredError,
     InputRequired,
     InvalidAnswerError,
+    InvalidHandoffPayloadError,
     InvalidRequest,
     OrchestraError,
     RunNotFoundError,
@@ -114,6 +115,7 @@ __all__ = [
     "RunNotFoundError",
     "RunStateError",
     "CheckpointError",
+    "InvalidHandoffPayloadError",
 ]
 
 # Native threads must be out of Python before the interpreter finalizes.

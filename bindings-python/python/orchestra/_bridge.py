@@ -66,10 +66,11 @@ class AgentContext:
     """What an agent can do besides answering; passed as the second argument
     to agents that take two (``def agent(inp, ctx)``)."""
 
-    __slots__ = ("_native",)
+    __slots__ = ("_native", "_handoff")
 
-    def __init__(self, native: _native.AgentContext) -> None:
+    def __init__(self, native: _native.AgentContext, handoff: Optional[Handoff] = None) -> None:
         self._native = native
+        self._handoff = handoff
 
     def delta(self, text: str) -> None:
         """Streams a piece of output (e.g. LLM tokens) as an ``agent_delta`` event."""
@@ -105,6 +106,12 @@ class AgentContext:
         with it; None before that."""
         raw = self._native.answer_json
         return json.loads(raw) if raw is not None else None
+
+    @property
+    def handoff(self) -> Optional[Handoff]:
+        """In handoff runs, the handoff that made this agent active, with its
+        typed ``payload``; None for the first agent and in other patterns."""
+        return self._handoff
 
 
 def failure(exc: BaseException, what: str) -> Reply:
@@ -143,6 +150,18 @@ def _invalid(message: str) -> Reply:
     return FAILURE, json.dumps({"message": message, "invalid_output": True})
 
 
+def _handoffs(hs: list[Handoff]) -> Reply:
+    """One or more handoffs asked for in one turn: the first is ``handoff``,
+    the others ``handoffs``."""
+    body: dict[str, Any] = {"content": hs[0].reason, "handoff": hs[0].to_dict()}
+    if len(hs) > 1:
+        body["handoffs"] = [h.to_dict() for h in hs[1:]]
+    try:
+        return JSON, json.dumps(body)
+    except (TypeError, ValueError) as e:
+        return _invalid(f"a handoff payload must be JSON: {e}")
+
+
 def convert_output(out: Any) -> Reply:
     """An agent's return value as a reply."""
     if type(out) is str:
@@ -150,7 +169,9 @@ def convert_output(out: Any) -> Reply:
     if isinstance(out, AgentOutput):
         return JSON, json.dumps(out.to_dict())
     if isinstance(out, Handoff):
-        return JSON, json.dumps({"content": out.reason, "handoff": out.to_dict()})
+        return _handoffs([out])
+    if isinstance(out, (list, tuple)) and out and all(isinstance(h, Handoff) for h in out):
+        return _handoffs(list(out))
     if isinstance(out, InputRequired):
         return question(out)
     if isinstance(out, str):
@@ -161,8 +182,8 @@ def convert_output(out: Any) -> Reply:
         except (TypeError, ValueError) as e:
             return _invalid(f"agent returned a dict that is not JSON: {e}")
     return _invalid(
-        f"agent returned {type(out).__name__}; expected str, orchestra.AgentOutput "
-        "or orchestra.Handoff"
+        f"agent returned {type(out).__name__}; expected str, orchestra.AgentOutput, "
+        "orchestra.Handoff or a list of orchestra.Handoff"
     )
 
 
@@ -173,7 +194,7 @@ def adapt_agent(name: str, fn: Callable[..., Any]) -> Tuple[Callable[[str, Any],
 
     def invoke(raw: str, ctx: Any) -> Any:
         inp = AgentInput._from_json(raw)
-        return fn(inp, AgentContext(ctx)) if with_ctx else fn(inp)
+        return fn(inp, AgentContext(ctx, inp.handoff)) if with_ctx else fn(inp)
 
     if is_async_callable(fn):
 

@@ -15,6 +15,7 @@ error bodies and in ``RunResult.error.code``)::
     ├── RunNotFoundError      no run with this id
     ├── RunStateError         the run is not waiting (finished, or answered already)
     ├── CheckpointError       a stored checkpoint cannot be read by this release
+    ├── InvalidHandoffPayloadError  a handoff's payload does not satisfy its route's schema
     └── InputRequired         raised by an agent to ask a person (pauses the run)
 """
 
@@ -38,6 +39,7 @@ __all__ = [
     "RunNotFoundError",
     "RunStateError",
     "CheckpointError",
+    "InvalidHandoffPayloadError",
     "InputRequired",
 ]
 
@@ -157,6 +159,14 @@ class CheckpointError(OrchestraError):
     default_code = "checkpoint_unreadable"
 
 
+class InvalidHandoffPayloadError(OrchestraError):
+    """A handoff's ``payload`` does not satisfy the schema the run sets for
+    its target (handoff option ``payload_schemas``); the target did not run
+    and the run failed. ``agent`` is the agent that handed off."""
+
+    default_code = "invalid_handoff_payload"
+
+
 class InputRequired(OrchestraError):
     """Raised by an agent that needs a person's answer before it can go on.
 
@@ -218,6 +228,7 @@ _BY_CODE: dict[str, type[OrchestraError]] = {
     "run_not_found": RunNotFoundError,
     "run_not_waiting": RunStateError,
     "checkpoint_unreadable": CheckpointError,
+    "invalid_handoff_payload": InvalidHandoffPayloadError,
     "input_required": InputRequired,
 }
 

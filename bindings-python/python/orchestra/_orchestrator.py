@@ -58,7 +58,7 @@ ManagerFn = Callable[[Dict[str, Any]], Any]
 #: A planner: the plan request (JSON dict) -> a plan dict.
 PlannerFn = Callable[[Dict[str, Any]], Any]
 #: A termination condition: the run's state (``rounds``, ``messages``,
-#: ``tokens``, ``elapsed_ms``) -> True to end the run now.
+#: ``tokens``, ``cost_micros``, ``elapsed_ms``) -> True to end the run now.
 ConditionFn = Callable[[Dict[str, Any]], bool]
 
 F = TypeVar("F", bound=AgentFn)
@@ -364,7 +364,8 @@ class Orchestrator:
 
         ``fn(state)`` is a plain (not async) function called after each agent
         step with a dict: ``rounds`` (agent turns so far), ``messages`` (this
-        run's agent messages, as dicts), ``tokens`` (used so far) and
+        run's agent messages, as dicts), ``tokens`` (used so far),
+        ``cost_micros`` (cost so far, see ``Usage.cost_micros``) and
         ``elapsed_ms``. Returning True ends the run cleanly; its
         ``termination`` is then ``"custom: <name>"``. It runs with the GIL,
         so keep it quick.

@@ -133,6 +133,14 @@ class AgentInput:
         as ``ctx.answer``); None until the run is resumed with one."""
         return self._d.get("answer")
 
+    @property
+    def handoff(self) -> Optional[Handoff]:
+        """In handoff runs, the handoff that made this agent active (who
+        asked is the previous message), with its typed ``payload``; the same
+        as ``ctx.handoff``. None for the first agent and in other patterns."""
+        h = self._d.get("handoff")
+        return Handoff.from_dict(h) if h else None
+
     def to_dict(self) -> JSON:
         return self._d
 
@@ -141,54 +149,93 @@ class AgentInput:
 
 
 class Handoff:
-    """Passes control to another agent (handoff pattern)."""
+    """Passes control to another agent (handoff pattern).
 
-    __slots__ = ("to", "reason")
+    ``payload`` is structured data for the next agent (any JSON value); when
+    the run sets ``payload_schemas`` for the target, it is checked before the
+    target runs (``InvalidHandoffPayloadError`` otherwise). The target reads
+    it from ``ctx.handoff`` (or ``inp.handoff``).
 
-    def __init__(self, to: str, reason: str = "") -> None:
+    An agent may return a list of handoffs to ask for several agents in one
+    turn: with the option ``parallel_handoffs`` they run at once and their
+    answers come back to it; without it, the first wins and a
+    ``handoff_conflict`` event names them all.
+    """
+
+    __slots__ = ("to", "reason", "payload")
+
+    def __init__(self, to: str, reason: str = "", payload: Any = None) -> None:
         self.to = to
         self.reason = reason
+        self.payload = payload
+
+    @classmethod
+    def from_dict(cls, d: JSON) -> Handoff:
+        return cls(d["to"], d.get("reason", ""), d.get("payload"))
 
     def to_dict(self) -> JSON:
-        return {"to": self.to, "reason": self.reason}
+        d: JSON = {"to": self.to, "reason": self.reason}
+        if self.payload is not None:
+            d["payload"] = self.payload
+        return d
 
     def __repr__(self) -> str:
-        return f"Handoff(to={self.to!r}, reason={self.reason!r})"
+        extra = f", payload={self.payload!r}" if self.payload is not None else ""
+        return f"Handoff(to={self.to!r}, reason={self.reason!r}{extra})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Handoff) and (self.to, self.reason) == (other.to, other.reason)
+        return isinstance(other, Handoff) and self.to_dict() == other.to_dict()
 
     __hash__ = None  # type: ignore[assignment]
 
 
 class Usage:
-    """Token counts."""
+    """Token counts and cost.
 
-    __slots__ = ("prompt_tokens", "completion_tokens", "total_tokens")
+    ``cost_micros`` is the cost in millionths of the price table's currency
+    (e.g. micro-USD; integer so that sums are exact); it counts towards the
+    ``max_cost`` termination and ``session_budget.max_cost``.
+    """
+
+    __slots__ = ("prompt_tokens", "completion_tokens", "total_tokens", "cost_micros")
 
     def __init__(
-        self, prompt_tokens: int = 0, completion_tokens: int = 0, total_tokens: Optional[int] = None
+        self,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        total_tokens: Optional[int] = None,
+        cost_micros: int = 0,
     ) -> None:
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
         self.total_tokens = (
             prompt_tokens + completion_tokens if total_tokens is None else total_tokens
         )
+        self.cost_micros = cost_micros
 
     @classmethod
     def from_dict(cls, d: Optional[JSON]) -> Usage:
         d = d or {}
-        return cls(d.get("prompt_tokens", 0), d.get("completion_tokens", 0), d.get("total_tokens"))
+        return cls(
+            d.get("prompt_tokens", 0),
+            d.get("completion_tokens", 0),
+            d.get("total_tokens"),
+            d.get("cost_micros", 0),
+        )
 
     def to_dict(self) -> JSON:
-        return {
+        d: JSON = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
         }
+        if self.cost_micros:
+            d["cost_micros"] = self.cost_micros
+        return d
 
     def __repr__(self) -> str:
-        return f"Usage(prompt={self.prompt_tokens}, completion={self.completion_tokens})"
+        cost = f", cost_micros={self.cost_micros}" if self.cost_micros else ""
+        return f"Usage(prompt={self.prompt_tokens}, completion={self.completion_tokens}{cost})"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Usage) and self.to_dict() == other.to_dict()
@@ -199,7 +246,7 @@ class Usage:
 class AgentOutput:
     """What an agent answers, when plain text is not enough."""
 
-    __slots__ = ("content", "data", "state_patch", "handoff", "usage")
+    __slots__ = ("content", "data", "state_patch", "handoff", "usage", "handoffs")
 
     def __init__(
         self,
@@ -208,6 +255,7 @@ class AgentOutput:
         state_patch: Optional[JSON] = None,
         handoff: Optional[Handoff] = None,
         usage: Optional[Usage] = None,
+        handoffs: Optional[List[Handoff]] = None,
     ) -> None:
         self.content = content
         #: Structured output (any JSON value).
@@ -216,6 +264,9 @@ class AgentOutput:
         self.state_patch = state_patch
         self.handoff = handoff
         self.usage = usage
+        #: More handoffs asked for in the same turn, after ``handoff`` (see
+        #: ``Handoff``); returning a list of handoffs sets both.
+        self.handoffs: List[Handoff] = list(handoffs) if handoffs else []
 
     @classmethod
     def from_dict(cls, d: JSON) -> AgentOutput:
@@ -224,8 +275,9 @@ class AgentOutput:
             d.get("content", ""),
             d.get("data"),
             d.get("state_patch"),
-            Handoff(h["to"], h.get("reason", "")) if h else None,
+            Handoff.from_dict(h) if h else None,
             Usage.from_dict(d["usage"]) if d.get("usage") else None,
+            [Handoff.from_dict(x) for x in d.get("handoffs", ())],
         )
 
     def to_dict(self) -> JSON:
@@ -238,6 +290,8 @@ class AgentOutput:
             d["handoff"] = self.handoff.to_dict()
         if self.usage is not None:
             d["usage"] = self.usage.to_dict()
+        if self.handoffs:
+            d["handoffs"] = [h.to_dict() for h in self.handoffs]
         return d
 
     def __repr__(self) -> str:
@@ -767,4 +821,4 @@ class Event:
         return f"Event(#{self.seq} {self.type}{who})"
 
 
-AgentResult = Union[str, AgentOutput, Handoff]
+AgentResult = Union[str, AgentOutput, Handoff, List[Handoff]]
