@@ -20,6 +20,19 @@ export interface Usage {
   promptTokens: number
   completionTokens: number
   totalTokens: number
+  /**
+   * Cost in millionths of the price table's currency (e.g. micro-USD); counts
+   * towards `maxCost` and `sessionBudget.maxCost`. Absent when zero.
+   */
+  costMicros?: number
+}
+
+/** A handoff as the core sends it: the one that made an agent active. */
+export interface HandoffInfo {
+  to: string
+  reason: string
+  /** The typed payload, kept as the agent that handed off wrote it. */
+  payload?: JsonValue
 }
 
 /** What an agent function receives. */
@@ -39,6 +52,11 @@ export interface AgentInput {
    * once the run was resumed with it; absent before that.
    */
   answer?: JsonValue
+  /**
+   * In handoff runs, the handoff that made this agent active (with its
+   * `payload`); absent for the first agent and in other patterns.
+   */
+  handoff?: HandoffInfo
 }
 
 export interface AgentOutputObject {
@@ -46,11 +64,19 @@ export interface AgentOutputObject {
   data?: JsonValue
   /** A JSON merge patch (RFC 7396) applied to the shared session state. */
   statePatch?: JsonValue
-  usage?: { promptTokens?: number; completionTokens?: number; totalTokens?: number }
-  handoff?: Handoff | { to: string; reason?: string }
+  usage?: { promptTokens?: number; completionTokens?: number; totalTokens?: number; costMicros?: number }
+  handoff?: Handoff | { to: string; reason?: string; payload?: JsonValue }
+  /** More handoffs asked for in the same turn, after `handoff` (see `parallelHandoffs`). */
+  handoffs?: Array<Handoff | { to: string; reason?: string; payload?: JsonValue }>
 }
 
-export type AgentResult = string | Handoff | AgentOutputObject | InputRequired
+/**
+ * A string, a handoff, several handoffs in one turn (an array: with
+ * `parallelHandoffs` they run at once and their answers come back; otherwise
+ * the first wins and a `handoff_conflict` event names them all), an output
+ * object, or a question for a person.
+ */
+export type AgentResult = string | Handoff | Handoff[] | AgentOutputObject | InputRequired
 /**
  * An agent: a sync or async function. Throw to fail the call; set `retryable: true` on the error to allow retries.
  * Throw or return an `InputRequired` to pause the run for a person's answer (then read as `input.answer`).
@@ -67,12 +93,13 @@ export interface AgentInfo {
   description: string
 }
 
-/** Returned by an agent to pass control to another agent. */
+/** Returned by an agent to pass control to another agent; `payload` is checked against `payloadSchemas`. */
 export declare class Handoff {
-  constructor(to: string, reason?: string)
+  constructor(to: string, reason?: string, options?: { payload?: JsonValue })
   readonly to: string
   readonly reason: string
-  toJSON(): { to: string; reason: string }
+  readonly payload?: JsonValue
+  toJSON(): { to: string; reason: string; payload?: JsonValue }
 }
 
 export interface ChatState {
@@ -156,6 +183,8 @@ export type Termination =
   | { speaker: string }
   /** A token budget: also emits `budget_exceeded`. */
   | { maxTokens: number }
+  /** A cost budget (agents' `usage.costMicros` summed, in currency units): also emits `budget_exceeded`. */
+  | { maxCost: number }
   | { maxDurationMs: number }
   /** A predicate registered on the orchestrator under this name (from Rust or Python). */
   | { custom: string }
@@ -175,6 +204,8 @@ export interface RunOptions {
   fallbacks?: Record<string, string[]>
   /** Ends the run cleanly when it holds; `result.termination` names it. */
   termination?: Termination
+  /** Bounds every run of the session together; a spent session starts no agent. */
+  sessionBudget?: { maxTokens?: number; maxCost?: number }
   // sequential
   keepTask?: boolean
   // concurrent
@@ -186,6 +217,10 @@ export interface RunOptions {
   start?: string
   routes?: Record<string, string[]>
   maxHandoffs?: number
+  /** A JSON schema per target agent: a handoff to it must carry a `payload` that satisfies it. */
+  payloadSchemas?: Record<string, JsonValue>
+  /** An agent that hands off to several agents in one turn runs them all at once; their answers come back to it. */
+  parallelHandoffs?: boolean
   // group_chat
   manager?: string
   maxRounds?: number
@@ -401,6 +436,8 @@ export interface CircuitHalfOpenEvent extends EventBase { type: 'circuit_half_op
 /** The probe succeeded: calls go through again. */
 export interface CircuitClosedEvent extends EventBase { type: 'circuit_closed'; agent: string; step: number }
 export interface HandoffEvent extends EventBase { type: 'handoff'; from: string; to: string; reason: string }
+/** An agent asked for several handoffs in one turn without `parallelHandoffs`: `chosen` (the first) wins. */
+export interface HandoffConflictEvent extends EventBase { type: 'handoff_conflict'; agent: string; step: number; requested: string[]; chosen: string }
 export interface SpeakerSelectedEvent extends EventBase { type: 'speaker_selected'; agent: string; round: number; reason: string }
 export interface PlanCreatedEvent extends EventBase { type: 'plan_created'; plan: Plan }
 export interface PlanUpdatedEvent extends EventBase { type: 'plan_updated'; plan: Plan; ledger: Ledger; reason: string }
@@ -441,6 +478,7 @@ export type OrchestrationEvent =
   | CircuitHalfOpenEvent
   | CircuitClosedEvent
   | HandoffEvent
+  | HandoffConflictEvent
   | SpeakerSelectedEvent
   | PlanCreatedEvent
   | PlanUpdatedEvent
@@ -720,6 +758,10 @@ export declare class RunStateError extends OrchestraError {
 /** A stored checkpoint has a format this release cannot read. */
 export declare class CheckpointError extends OrchestraError {
   readonly code: 'checkpoint_unreadable'
+}
+/** A handoff's payload does not satisfy the schema the run sets for its target (`payloadSchemas`). */
+export declare class InvalidHandoffPayloadError extends OrchestraError {
+  readonly code: 'invalid_handoff_payload'
 }
 /** Thrown or returned by an agent to pause the run until a person answers `prompt`. */
 export declare class InputRequired extends OrchestraError {

@@ -28,6 +28,7 @@ module.exports = {
   RunNotFoundError: errors.RunNotFoundError,
   RunStateError: errors.RunStateError,
   CheckpointError: errors.CheckpointError,
+  InvalidHandoffPayloadError: errors.InvalidHandoffPayloadError,
   InputRequired: errors.InputRequired,
   PATTERNS,
   EVENT_SCHEMA_VERSION: native.eventSchemaVersion(),

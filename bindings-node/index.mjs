@@ -21,6 +21,7 @@ export const {
   RunNotFoundError,
   RunStateError,
   CheckpointError,
+  InvalidHandoffPayloadError,
   InputRequired,
   PATTERNS,
   EVENT_SCHEMA_VERSION,

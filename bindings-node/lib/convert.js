@@ -4,7 +4,8 @@
 // The core's JSON is snake_case; the JS API is camelCase. Conversion is
 // structural: keys of user data (`data`, `state`, `metadata`, `statePatch`,
 // tool `arguments`/`result`, a model's `extraBody`, a question's `schema` and
-// `context`, answers) are never touched, and maps keyed by agent names
+// `context`, answers, handoff `payload`s and the `payloadSchemas` option) are
+// never touched, and maps keyed by agent names
 // (`fallbacks`, `routes`) and header/query maps keep their keys while their
 // values are converted.
 
@@ -19,6 +20,8 @@ const OPAQUE = new Set([
   'context',
   'answer',
   'answers',
+  'payload',
+  'payload_schemas',
 ])
 const NAME_KEYED = new Set(['fallbacks', 'routes', 'headers', 'query'])
 
@@ -87,7 +90,7 @@ function eventToCamel(raw) {
 // Agent inputs cross once per agent call, so their (fixed) shape has a
 // direct conversion; it gives exactly what `toCamel` gives (tested), and falls
 // back to `toCamel` for anything it does not know.
-const INPUT_KEYS = new Set(['task', 'messages', 'session_id', 'run_id', 'state', 'metadata', 'answer'])
+const INPUT_KEYS = new Set(['task', 'messages', 'session_id', 'run_id', 'state', 'metadata', 'answer', 'handoff'])
 const MESSAGE_KEYS = new Set(['role', 'content', 'name', 'data', 'created_at'])
 
 function messageToCamel(m) {
@@ -110,6 +113,7 @@ function agentInputToCamel(raw) {
   if (raw.state !== undefined) out.state = raw.state
   if (raw.metadata !== undefined) out.metadata = raw.metadata
   if (raw.answer !== undefined) out.answer = raw.answer
+  if (raw.handoff !== undefined) out.handoff = raw.handoff
   return out
 }
 

@@ -50,6 +50,11 @@ class RunNotFoundError extends OrchestraError {}
 class RunStateError extends OrchestraError {}
 /** A stored checkpoint has a format this release cannot read. */
 class CheckpointError extends OrchestraError {}
+/**
+ * A handoff's payload does not satisfy the schema the run sets for its target
+ * (`payloadSchemas`); the target did not run and the run failed.
+ */
+class InvalidHandoffPayloadError extends OrchestraError {}
 
 /**
  * Thrown (or returned) by an agent that needs a person's answer before it can
@@ -82,6 +87,7 @@ const BY_CODE = {
   run_not_found: RunNotFoundError,
   run_not_waiting: RunStateError,
   checkpoint_unreadable: CheckpointError,
+  invalid_handoff_payload: InvalidHandoffPayloadError,
 }
 
 function classFor(code) {
@@ -147,6 +153,7 @@ module.exports = {
   RunNotFoundError,
   RunStateError,
   CheckpointError,
+  InvalidHandoffPayloadError,
   InputRequired,
   fromInfo,
   fromNative,

@@ -66,13 +66,27 @@ function decodeInput(raw) {
   return agentInputToCamel(raw)
 }
 
-// string | Handoff | { content, data?, statePatch?, usage?, handoff? } -> core AgentOutput JSON.
+// Several handoffs asked for in one turn: the first is `handoff`, the others `handoffs`.
+function encodeHandoffs(list) {
+  const out = { content: list[0].reason, handoff: list[0].toJSON() }
+  if (list.length > 1) out.handoffs = list.slice(1).map((h) => h.toJSON())
+  return out
+}
+
+// string | Handoff | Handoff[] | { content, data?, statePatch?, usage?, handoff?, handoffs? }
+// -> core AgentOutput JSON.
 function encodeOutput(value) {
   if (typeof value === 'string') return { content: value }
-  if (value instanceof Handoff) return { content: value.reason, handoff: value.toJSON() }
+  if (value instanceof Handoff) return encodeHandoffs([value])
+  if (Array.isArray(value) && value.length > 0 && value.every((h) => h instanceof Handoff)) {
+    return encodeHandoffs(value)
+  }
   if (value === null || typeof value !== 'object') return value === undefined ? null : value
   const out = toSnake(value)
   if (value.handoff instanceof Handoff) out.handoff = value.handoff.toJSON()
+  if (Array.isArray(value.handoffs)) {
+    out.handoffs = value.handoffs.map((h) => (h instanceof Handoff ? h.toJSON() : toSnake(h)))
+  }
   if (out.handoff && out.content === undefined) out.content = out.handoff.reason ?? ''
   if (out.content === undefined) out.content = ''
   if (out.usage && out.usage.total_tokens === undefined) {

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use orchestra_core::{
-    Agent, AgentContext, AgentError, AgentInput, AgentOutput, OrchestraError, RunContext,
+    Agent, AgentContext, AgentError, AgentInput, AgentOutput, Handoff, OrchestraError, RunContext,
     pattern::{ChatState, GroupChatManager, Plan, PlanRequest, Planner, SpeakerChoice},
 };
 use serde::Serialize;
@@ -48,12 +48,13 @@ impl Agent for JsAgent {
         input: AgentInput,
         ctx: AgentContext,
     ) -> Result<AgentOutput, AgentError> {
-        let reply = match ctx.answer() {
-            None => self.callback.call::<_, AgentOutput>(&input).await,
-            Some(answer) => {
+        let reply = match (ctx.answer(), ctx.handoff()) {
+            (None, None) => self.callback.call::<_, AgentOutput>(&input).await,
+            (answer, handoff) => {
                 let call = AnsweredCall {
                     input: &input,
                     answer,
+                    handoff,
                 };
                 self.callback.call::<_, AgentOutput>(&call).await
             }
@@ -67,12 +68,16 @@ impl Agent for JsAgent {
 }
 
 /// An agent's input with the answer to the question it asked at this step
-/// (`input.answer` in JavaScript), once the run was resumed with one.
+/// (`input.answer` in JavaScript), once the run was resumed with one, and
+/// the handoff that made it active (`input.handoff`), in handoff runs.
 #[derive(Serialize)]
 struct AnsweredCall<'a> {
     #[serde(flatten)]
     input: &'a AgentInput,
-    answer: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answer: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handoff: Option<&'a Handoff>,
 }
 
 #[derive(Serialize)]

@@ -7,6 +7,7 @@ test('require() gives the same API as import', async () => {
   const esm = await import('../index.mjs')
   const names = ['Orchestrator', 'RedisStore', 'MemoryStore', 'Handoff', 'OrchestraError', 'InvalidRequestError', 'AgentError', 'TimeoutError', 'CancelledError', 'StoreError']
   names.push('InputRequired', 'InvalidAnswerError', 'InputExpiredError', 'ApprovalDeniedError', 'RunNotFoundError', 'RunStateError', 'CheckpointError')
+  names.push('InvalidHandoffPayloadError')
   for (const name of names) {
     assert.equal(typeof sdk[name], 'function', name)
     assert.equal(esm[name], sdk[name], `${name} is the same object in ESM and CJS`)
