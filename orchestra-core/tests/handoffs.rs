@@ -101,13 +101,16 @@ fn fan_out_triage(calls: Arc<AtomicU32>) -> impl orchestra_core::Agent {
         async move {
             if n == 0 {
                 let mut out = AgentOutput::handoff(Handoff::new("billing", "check the invoice"));
-                out.handoffs = vec![Handoff::new("sales", "offer a discount")];
+                out.handoffs = vec![
+                    Handoff::new("sales", "offer a discount"),
+                    Handoff::new("support", "check the ticket"),
+                ];
                 out
             } else {
                 let heard: Vec<String> = i
                     .messages
                     .iter()
-                    .filter(|m| matches!(m.name.as_deref(), Some("billing" | "sales")))
+                    .filter(|m| matches!(m.name.as_deref(), Some("billing" | "sales" | "support")))
                     .map(|m| m.content.clone())
                     .collect();
                 AgentOutput::text(format!("summary: {}", heard.join(" + ")))
@@ -127,9 +130,10 @@ async fn several_handoffs_in_one_turn_take_the_first_and_say_so() {
         s.fetch_add(1, Ordering::SeqCst);
         async { "sold" }
     }));
+    orch.register(tagger("support"));
     let evs = events(
         &orch,
-        RunRequest::new("handoff", "t").agents(["triage", "billing", "sales"]),
+        RunRequest::new("handoff", "t").agents(["triage", "billing", "sales", "support"]),
     )
     .await;
     let r = result_of(&evs);
@@ -150,7 +154,11 @@ async fn several_handoffs_in_one_turn_take_the_first_and_say_so() {
         conflict,
         (
             "triage".to_owned(),
-            vec!["billing".to_owned(), "sales".to_owned()],
+            vec![
+                "billing".to_owned(),
+                "sales".to_owned(),
+                "support".to_owned()
+            ],
             "billing".to_owned()
         )
     );
@@ -158,16 +166,17 @@ async fn several_handoffs_in_one_turn_take_the_first_and_say_so() {
 }
 
 #[tokio::test]
-async fn parallel_handoffs_run_together_and_come_back_to_the_agent_that_asked() {
+async fn a_parallel_handoff_joins_three_agents_and_comes_back_to_the_agent_that_asked() {
     let orch = Orchestrator::new();
     let triage_calls = Arc::new(AtomicU32::new(0));
     orch.register(fan_out_triage(triage_calls.clone()));
     orch.register(tagger("billing"));
     orch.register(tagger("sales"));
+    orch.register(tagger("support"));
     let evs = events(
         &orch,
         RunRequest::new("handoff", "t")
-            .agents(["triage", "billing", "sales"])
+            .agents(["triage", "billing", "sales", "support"])
             .option("parallel_handoffs", true),
     )
     .await;
@@ -175,7 +184,9 @@ async fn parallel_handoffs_run_together_and_come_back_to_the_agent_that_asked() 
     assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error);
     assert_eq!(
         r.output.as_deref(),
-        Some("summary: billing(check the invoice) + sales(offer a discount)")
+        Some(
+            "summary: billing(check the invoice) + sales(offer a discount) + support(check the ticket)"
+        )
     );
     assert_eq!(triage_calls.load(Ordering::SeqCst), 2);
     let handoffs: Vec<String> = evs
@@ -185,7 +196,7 @@ async fn parallel_handoffs_run_together_and_come_back_to_the_agent_that_asked() 
             _ => None,
         })
         .collect();
-    assert_eq!(handoffs, ["billing", "sales"]);
-    assert_eq!(r.steps.len(), 4);
+    assert_eq!(handoffs, ["billing", "sales", "support"]);
+    assert_eq!(r.steps.len(), 5);
     assert!(!types(&evs).contains(&"handoff_conflict"));
 }
