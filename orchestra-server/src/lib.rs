@@ -38,6 +38,7 @@ pub mod etcd;
 pub mod metrics;
 pub mod policy;
 pub mod queue_agents;
+pub mod replay;
 pub mod routes;
 pub mod state;
 pub mod store;

@@ -3,11 +3,13 @@
 //! ```text
 //! orchestra-server                       # demo agents on 0.0.0.0:8001
 //! orchestra-server --config orchestra.toml --bind 127.0.0.1:9000
+//! orchestra-server replay run.json       # replays a recorded run offline, events as JSON lines
+//! orchestra-server replay session.json --run <run_id>
 //! ```
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
 use orchestra_server::config::{Config, LogFormat, Overrides};
 
@@ -38,6 +40,57 @@ struct Cli {
     /// Register the built-in demo agents (default: only when no agents are configured).
     #[arg(long)]
     demo_agents: Option<bool>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Replays a recorded run offline (no agent is called) and prints every
+    /// event as one JSON line; fails when the replay ends with another
+    /// status than the record.
+    Replay {
+        /// A run record (from POST /orchestrate or a session's `runs`) or a
+        /// whole session (from GET /sessions/{id}).
+        record: PathBuf,
+        /// The run to replay when the file is a session.
+        #[arg(long)]
+        run: Option<String>,
+    },
+}
+
+/// `orchestra-server replay`: exit 0 when the replay ends as recorded, 1
+/// when it does not, 2 when the file holds no usable run.
+fn replay(path: &std::path::Path, run: Option<&str>) -> ExitCode {
+    use orchestra_server::replay::{ReplayError, load_record};
+    let record = match load_record(path, run) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("orchestra-server replay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("orchestra-server replay: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match runtime.block_on(orchestra_server::replay::replay(&record, &mut out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("orchestra-server replay: {e}");
+            match e {
+                ReplayError::Input(_) | ReplayError::Start { .. } => ExitCode::from(2),
+                ReplayError::Mismatch(_) | ReplayError::Output(_) => ExitCode::FAILURE,
+            }
+        }
+    }
 }
 
 fn parse_format(s: &str) -> Result<LogFormat, String> {
@@ -50,6 +103,9 @@ fn parse_format(s: &str) -> Result<LogFormat, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Replay { record, run }) = &cli.command {
+        return replay(record, run.as_deref());
+    }
     let overrides = Overrides {
         bind: cli.bind,
         store: cli.store,
