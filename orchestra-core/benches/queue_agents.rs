@@ -4,7 +4,7 @@
 //!
 //! Needs Redis at 127.0.0.1:6379 and NATS with JetStream at 127.0.0.1:4222
 //! (`scripts/ensure-services`). Keys, subjects and streams go under a fresh
-//! prefix; the JetStream streams are deleted afterwards.
+//! prefix and are removed afterwards.
 //!
 //! ```sh
 //! cargo bench -p orchestra-core --features redis,nats,http-agents --bench queue_agents
@@ -19,7 +19,6 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{Json, Router, routing::post};
 use criterion::{Criterion, criterion_group, criterion_main};
-use futures::StreamExt;
 use orchestra_core::{
     AgentInput, FnAgent, Orchestrator, RunRequest, RunStatus,
     agents::{
@@ -54,7 +53,7 @@ async fn http_service() -> String {
 struct Setup {
     orch: Orchestrator,
     workers: Vec<WorkerHandle>,
-    prefix: String,
+    transports: Vec<QueueTransport>,
 }
 
 async fn transport(url: &str, prefix: &str, jetstream: bool) -> QueueTransport {
@@ -106,7 +105,7 @@ async fn setup() -> Setup {
     Setup {
         orch,
         workers,
-        prefix,
+        transports: vec![redis, nats, js],
     }
 }
 
@@ -160,15 +159,11 @@ fn bench(c: &mut Criterion) {
         for w in s.workers {
             let _ = w.join().await;
         }
-        if let Ok(client) = async_nats::connect("127.0.0.1:4222").await {
-            let js = async_nats::jetstream::new(client);
-            let names: Vec<String> = js
-                .stream_names()
-                .filter_map(|n| async move { n.ok() })
-                .collect()
-                .await;
-            for n in names.iter().filter(|n| n.starts_with(&s.prefix)) {
-                let _ = js.delete_stream(n).await;
+        for t in &s.transports {
+            for name in AGENTS {
+                for kind in ["redis", "nats", "js"] {
+                    let _ = t.remove_queue(&format!("{kind}_{name}")).await;
+                }
             }
         }
     });

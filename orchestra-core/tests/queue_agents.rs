@@ -10,7 +10,7 @@
 #![cfg(all(feature = "redis", feature = "nats"))]
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -34,8 +34,8 @@ enum Kind {
 
 struct Queue {
     transport: QueueTransport,
-    prefix: String,
-    kind: Kind,
+    /// The agents this test queued for, whose queues it removes at the end.
+    names: Mutex<HashSet<String>>,
 }
 
 impl Queue {
@@ -59,12 +59,12 @@ impl Queue {
             .unwrap_or_else(|e| panic!("{url} must be running (see scripts/ensure-services): {e}"));
         Self {
             transport,
-            prefix,
-            kind,
+            names: Mutex::default(),
         }
     }
 
     fn agent(&self, name: &str, description: &str) -> QueueAgent {
+        self.names.lock().unwrap().insert(name.to_owned());
         QueueAgent::builder(name, self.transport.clone())
             .description(description)
             .timeout(Duration::from_secs(20))
@@ -73,30 +73,18 @@ impl Queue {
     }
 
     async fn serve(&self, agent: impl Agent + 'static) -> WorkerHandle {
+        self.names.lock().unwrap().insert(agent.name().to_owned());
         Worker::new(agent, self.transport.clone())
             .start(CancellationToken::new())
             .await
             .unwrap()
     }
 
-    /// Deletes the JetStream streams this test created.
+    /// Removes the queues (Redis streams, JetStream streams) of this test.
     async fn cleanup(self) {
-        if !matches!(self.kind, Kind::JetStream) {
-            return;
-        }
-        use futures::StreamExt;
-        let client = async_nats::connect("127.0.0.1:4222").await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        let names: Vec<String> = js
-            .stream_names()
-            .filter_map(|n| async move { n.ok() })
-            .collect()
-            .await;
-        for name in names
-            .into_iter()
-            .filter(|n| n.starts_with(&format!("{}_", self.prefix)))
-        {
-            let _ = js.delete_stream(&name).await;
+        let names: Vec<String> = self.names.lock().unwrap().drain().collect();
+        for name in names {
+            self.transport.remove_queue(&name).await.unwrap();
         }
     }
 }
@@ -526,6 +514,11 @@ async fn bad_urls_and_names_are_refused() {
         .unwrap();
     let e = QueueAgent::builder("bad name", t).build().unwrap_err();
     assert_eq!(e.code(), "invalid_agent_name");
+    // Removing a queue that was never created is not an error.
+    let js = Queue::new(Kind::JetStream).await;
+    js.transport.remove_queue("never_used").await.unwrap();
+    let redis = Queue::new(Kind::Redis).await;
+    redis.transport.remove_queue("never_used").await.unwrap();
 }
 
 async fn stopping_finishes_the_request_in_flight(kind: Kind) {

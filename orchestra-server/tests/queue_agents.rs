@@ -105,6 +105,8 @@ timeout_ms = 10000
         assert_eq!(a["health"], "ok", "{a}");
     }
     stop(workers).await;
+    redis.remove_queue("researcher").await.unwrap();
+    nats.remove_queue("writer").await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -235,6 +235,9 @@ pub(crate) trait Transport: Send + Sync {
 
     /// Whether the queue answers.
     async fn ping(&self) -> Result<(), QueueAgentError>;
+
+    /// Deletes what the queue keeps for `agent` (requests included).
+    async fn remove(&self, agent: &str) -> Result<(), QueueAgentError>;
 }
 
 /// A connection to a queue, shared by every [`QueueAgent`] and worker that
@@ -311,6 +314,15 @@ impl QueueTransport {
     /// Checks that the queue answers (for health probes).
     pub async fn ping(&self) -> Result<(), QueueAgentError> {
         self.inner.ping().await
+    }
+
+    /// Deletes the agent's queue with any requests still in it: the Redis
+    /// stream and its consumer group, or the JetStream stream and its
+    /// consumer (core NATS keeps nothing). For decommissioning an agent and
+    /// for tests; workers still serving it create it again.
+    pub async fn remove_queue(&self, agent: &str) -> Result<(), QueueAgentError> {
+        validate_agent_name(agent)?;
+        self.inner.remove(agent).await
     }
 
     pub(crate) async fn serve(

@@ -437,6 +437,22 @@ impl Transport for NatsTransport {
         }
     }
 
+    async fn remove(&self, agent: &str) -> Result<(), QueueAgentError> {
+        if !self.config.jetstream {
+            return Ok(());
+        }
+        let name = self.stream_name(agent);
+        self.streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&name);
+        match self.js.delete_stream(&name).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.to_string().contains("not found") => Ok(()),
+            Err(e) => Err(unavailable(format!("JetStream stream {name}: {e}"))),
+        }
+    }
+
     async fn ping(&self) -> Result<(), QueueAgentError> {
         match tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await {
             Ok(Ok(())) => Ok(()),

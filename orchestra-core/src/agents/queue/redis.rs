@@ -336,6 +336,21 @@ impl Transport for RedisTransport {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    async fn remove(&self, agent: &str) -> Result<(), QueueAgentError> {
+        let mut conn = self.link.conn.clone();
+        let _: i64 = self
+            .link
+            .call(
+                "remove queue",
+                redis::cmd("DEL")
+                    .arg(self.stream_key(agent))
+                    .query_async(&mut conn),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
 }
 
 struct RedisWorker<'a> {
