@@ -69,11 +69,18 @@ test('concurrent runs all agents at once and aggregates', async () => {
   const orch = withAgents()
   let inFlight = 0
   let peak = 0
+  // Each agent waits until all three are in flight (or 10 s pass, which
+  // only happens if they were not called together): no timing luck needed.
+  let allIn
+  const together = new Promise((resolve) => { allIn = resolve })
   for (const name of ['a', 'b', 'c']) {
     orch.addAgent(name, async () => {
       inFlight++
       peak = Math.max(peak, inFlight)
-      await new Promise((r) => setImmediate(r))
+      if (inFlight === 3) allIn()
+      let timer
+      await Promise.race([together, new Promise((r) => { timer = setTimeout(r, 10_000) })])
+      clearTimeout(timer)
       inFlight--
       return `answer ${name}`
     })
