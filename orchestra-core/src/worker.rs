@@ -260,7 +260,7 @@ impl WorkerHandle {
 
 /// Runs the agent on one request under the request's deadline.
 async fn answer(agent: AgentRef, name: Arc<str>, d: Delivery) -> Vec<u8> {
-    let request: AgentRequest = match serde_json::from_slice(&d.payload) {
+    let mut request: AgentRequest = match serde_json::from_slice(&d.payload) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(request_id = %d.request_id, error = %e, "undecodable request");
@@ -275,7 +275,9 @@ async fn answer(agent: AgentRef, name: Arc<str>, d: Delivery) -> Vec<u8> {
         cancel.clone(),
         limit.map(|l| tokio::time::Instant::now() + l),
         EventSink::disabled(),
-    );
+    )
+    .with_answer(request.answer.take().map(Arc::new))
+    .with_handoff(request.handoff.take().map(Arc::new), None);
     tracing::debug!(request_id = %d.request_id, attempt = d.attempt, "serving a request");
     let call = agent.invoke(request.into_input(), ctx);
     let result = match limit {

@@ -452,7 +452,7 @@ impl Agent for QueueAgent {
         let timeout = ctx
             .remaining()
             .map_or(self.timeout, |left| left.min(self.timeout));
-        let request = AgentRequest::new(&self.name, input, ctx.step(), timeout);
+        let request = AgentRequest::new(&self.name, input, &ctx, timeout);
         let payload = serde_json::to_vec(&request)
             .map_err(|e| AgentError::msg(format!("cannot encode the request: {e}")))?;
         // A fresh id per attempt: a retry never receives the reply meant

@@ -1,6 +1,7 @@
 //! The JSON an agent receives and answers: the HTTP agent contract of
-//! `docs/agent-protocol.md`, plus the `error` reply that stands in for an
-//! HTTP error status on a queue.
+//! `docs/agent-protocol.md` (kept field for field in step with
+//! `agents::http`), plus the `error` reply that stands in for an HTTP error
+//! status on a queue.
 
 use std::time::Duration;
 
@@ -8,9 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
-    agent::{AgentInput, AgentOutput, Handoff, Usage},
+    agent::{AgentContext, AgentInput, AgentOutput, Handoff, Usage},
     error::AgentError,
     message::Message,
+    run::InputRequest,
 };
 
 /// Longest error text kept from a worker's error reply.
@@ -36,20 +38,28 @@ pub(crate) struct AgentRequest {
     /// Milliseconds the service has before the caller gives up.
     #[serde(default)]
     pub deadline_ms: u64,
+    /// The answer to the question this step asked before the run paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Value>,
+    /// The handoff that made this agent active (handoff runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<Handoff>,
 }
 
 impl AgentRequest {
-    pub fn new(agent: &str, input: AgentInput, step: u32, timeout: Duration) -> Self {
+    pub fn new(agent: &str, input: AgentInput, ctx: &AgentContext, timeout: Duration) -> Self {
         Self {
             agent: agent.to_owned(),
             task: input.task,
             messages: input.messages,
             session_id: input.session_id,
             run_id: input.run_id,
-            step,
+            step: ctx.step(),
             metadata: input.metadata,
             state: input.state,
             deadline_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
+            answer: ctx.answer().cloned(),
+            handoff: ctx.handoff().cloned(),
         }
     }
 
@@ -73,14 +83,29 @@ pub(crate) struct AgentReply {
     pub content: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handoff: Option<Handoff>,
+    /// More handoffs in the same turn (parallel handoffs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handoffs: Vec<Handoff>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<WireUsage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_patch: Option<Value>,
+    /// The agent needs a person's answer first: the run pauses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_required: Option<WireInputRequest>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ReplyError>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct WireInputRequest {
+    pub prompt: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Value>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -89,6 +114,13 @@ pub(crate) struct WireUsage {
     pub prompt_tokens: u64,
     #[serde(default)]
     pub completion_tokens: u64,
+    /// What the call cost, in millionths of the currency (services that bill).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cost_micros: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A failure reported by the worker. `retryable` decides whether the run's
@@ -111,13 +143,24 @@ impl AgentReply {
             Ok(out) => Self {
                 content: Some(out.content),
                 handoff: out.handoff,
+                handoffs: out.handoffs,
                 data: out.data,
                 usage: (!out.usage.is_zero()).then_some(WireUsage {
                     prompt_tokens: out.usage.prompt_tokens,
                     completion_tokens: out.usage.completion_tokens,
+                    cost_micros: out.usage.cost_micros,
                 }),
                 state_patch: out.state_patch,
+                input_required: None,
                 error: None,
+            },
+            Err(AgentError::InputRequired(q)) => Self {
+                input_required: Some(WireInputRequest {
+                    prompt: q.prompt,
+                    schema: q.schema,
+                    context: q.context,
+                }),
+                ..Self::default()
             },
             Err(e) => Self {
                 error: Some(ReplyError {
@@ -139,6 +182,12 @@ impl AgentReply {
     // The struct update keeps this building when AgentOutput gains fields.
     #[allow(clippy::needless_update)]
     pub fn into_result(self) -> Result<AgentOutput, AgentError> {
+        if let Some(q) = self.input_required {
+            let mut request = InputRequest::new(q.prompt);
+            request.schema = q.schema;
+            request.context = q.context;
+            return Err(AgentError::input(request));
+        }
         if let Some(e) = self.error {
             if e.code.as_deref() == Some("rate_limited") || e.retry_after_ms.is_some() {
                 return Err(AgentError::RateLimited {
@@ -162,10 +211,12 @@ impl AgentReply {
         Ok(AgentOutput {
             content,
             handoff: self.handoff,
+            handoffs: self.handoffs,
             data: self.data,
             state_patch: self.state_patch,
-            usage: self.usage.map_or_else(Usage::default, |u| {
-                Usage::new(u.prompt_tokens, u.completion_tokens)
+            usage: self.usage.map_or_else(Usage::default, |u| Usage {
+                cost_micros: u.cost_micros,
+                ..Usage::new(u.prompt_tokens, u.completion_tokens)
             }),
             ..AgentOutput::default()
         })
@@ -228,7 +279,7 @@ mod tests {
         let json = serde_json::to_value(AgentRequest::new(
             "a",
             input,
-            2,
+            &AgentContext::detached("a"),
             Duration::from_millis(1500),
         ))
         .unwrap();
@@ -254,6 +305,20 @@ mod tests {
             ]
         );
         assert_eq!(json["deadline_ms"], 1500);
+    }
+
+    #[test]
+    fn input_requests_and_parallel_handoffs_cross_the_queue() {
+        let reply = AgentReply::from_result(Err(AgentError::input(InputRequest::new("approve?"))));
+        let back = AgentReply::decode(&reply.encode()).unwrap().into_result();
+        assert!(matches!(back, Err(AgentError::InputRequired(q)) if q.prompt == "approve?"),);
+        let mut out = AgentOutput::handoff(Handoff::new("a", "first"));
+        out.handoffs = vec![Handoff::new("b", "second")];
+        let back = AgentReply::decode(&AgentReply::from_result(Ok(out.clone())).encode())
+            .unwrap()
+            .into_result()
+            .unwrap();
+        assert_eq!(back, out);
     }
 
     #[test]
