@@ -110,6 +110,13 @@ pub trait GroupChatManager: Send + Sync {
     ) -> Result<Option<String>, OrchestraError> {
         Ok(None)
     }
+
+    /// True when the answers depend only on the chat (no model, no clock,
+    /// no outside state): they are then not recorded for resuming, since
+    /// asking again gives the same answers.
+    fn deterministic(&self) -> bool {
+        false
+    }
 }
 
 /// Each participant in turn, in the run's agent order.
@@ -118,6 +125,10 @@ pub struct RoundRobinManager;
 
 #[async_trait]
 impl GroupChatManager for RoundRobinManager {
+    fn deterministic(&self) -> bool {
+        true
+    }
+
     async fn select_next(
         &self,
         chat: &ChatState,
@@ -273,12 +284,16 @@ impl Pattern for GroupChat {
             if chat.participants.is_empty() {
                 break "every participant failed".to_owned();
             }
-            let Some(choice) = ctx
-                .decide(&format!("speaker:{}", chat.round), || {
-                    self.manager.select_next(&chat, ctx)
-                })
-                .await?
-            else {
+            let choice = match self.manager.deterministic() {
+                true => self.manager.select_next(&chat, ctx).await?,
+                false => {
+                    ctx.decide(&format!("speaker:{}", chat.round), || {
+                        self.manager.select_next(&chat, ctx)
+                    })
+                    .await?
+                }
+            };
+            let Some(choice) = choice else {
                 break "manager ended the chat".to_owned();
             };
             let speaker = scope
@@ -344,12 +359,16 @@ impl Pattern for GroupChat {
             if self.predicate.as_ref().is_some_and(|p| p(&chat)) {
                 break "predicate".to_owned();
             }
-            if let Some(reason) = ctx
-                .decide(&format!("end:{}", chat.round), || {
-                    self.manager.should_terminate(&chat, ctx)
-                })
-                .await?
-            {
+            let end = match self.manager.deterministic() {
+                true => self.manager.should_terminate(&chat, ctx).await?,
+                false => {
+                    ctx.decide(&format!("end:{}", chat.round), || {
+                        self.manager.should_terminate(&chat, ctx)
+                    })
+                    .await?
+                }
+            };
+            if let Some(reason) = end {
                 break reason;
             }
         };
@@ -359,10 +378,14 @@ impl Pattern for GroupChat {
             // Nobody managed to say anything: that is a failure, not a partial chat.
             return Err(e);
         }
-        let content = match ctx
-            .decide("result", || self.manager.filter_result(&chat, ctx))
-            .await?
-        {
+        let result = match self.manager.deterministic() {
+            true => self.manager.filter_result(&chat, ctx).await?,
+            false => {
+                ctx.decide("result", || self.manager.filter_result(&chat, ctx))
+                    .await?
+            }
+        };
+        let content = match result {
             Some(c) => c,
             None => chat
                 .last_message()
