@@ -46,6 +46,9 @@ pub struct Components {
     pub planners: HashMap<String, Arc<dyn Planner>>,
     /// Custom termination predicates, used as `{"custom": name}`.
     pub conditions: HashMap<String, Arc<crate::termination::Condition>>,
+    /// Custom termination predicates that answer asynchronously, used as
+    /// `{"custom": name}` too (a name is in one map or the other).
+    pub async_conditions: HashMap<String, Arc<crate::termination::AsyncCondition>>,
 }
 
 impl Components {

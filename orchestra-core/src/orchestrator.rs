@@ -430,7 +430,26 @@ impl Orchestrator {
         let name = name.into();
         let condition: Arc<crate::termination::Condition> = Arc::new(condition);
         self.edit_components(|c| {
+            c.async_conditions.remove(&name);
             c.conditions.insert(name, condition);
+        });
+    }
+
+    /// Makes an asynchronous predicate available as the termination condition
+    /// `{"custom": name}` (replacing a condition of that name). It is awaited
+    /// after each agent step of a run that uses it, on an owned snapshot of
+    /// the run's state; a panic counts as `false`.
+    pub fn register_async_condition<F, Fut>(&self, name: impl Into<String>, condition: F)
+    where
+        F: Fn(crate::termination::TerminationSnapshot) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = bool> + Send + 'static,
+    {
+        let name = name.into();
+        let condition: Arc<crate::termination::AsyncCondition> =
+            Arc::new(move |state| Box::pin(condition(state)));
+        self.edit_components(|c| {
+            c.conditions.remove(&name);
+            c.async_conditions.insert(name, condition);
         });
     }
 
@@ -515,7 +534,10 @@ impl Orchestrator {
             .termination
             .iter()
             .flat_map(|t| t.custom_names())
-            .find(|n| !components.conditions.contains_key(*n))
+            .find(|n| {
+                !components.conditions.contains_key(*n)
+                    && !components.async_conditions.contains_key(*n)
+            })
         {
             return Err(OrchestraError::InvalidOptions {
                 field: "options.termination".into(),

@@ -21,6 +21,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use futures::{FutureExt, future::BoxFuture};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +59,49 @@ pub enum Termination {
 /// A custom termination predicate.
 pub type Condition = dyn Fn(&TerminationState<'_>) -> bool + Send + Sync;
 
+/// A custom termination predicate that answers asynchronously (one that
+/// calls out to another runtime or service), registered with
+/// `Orchestrator::register_async_condition`. An error or a panic counts as
+/// `false`.
+pub type AsyncCondition = dyn Fn(TerminationSnapshot) -> BoxFuture<'static, bool> + Send + Sync;
+
+/// An owned copy of a [`TerminationState`], for an [`AsyncCondition`].
+#[derive(Debug, Clone)]
+pub struct TerminationSnapshot {
+    /// Agent turns so far.
+    pub rounds: u32,
+    /// Agent messages so far, oldest first.
+    pub messages: Arc<[Message]>,
+    pub tokens: u64,
+    pub elapsed: Duration,
+    /// Cost so far in millionths of the currency (see [`crate::Usage::cost_micros`]).
+    pub cost_micros: u64,
+}
+
+impl TerminationSnapshot {
+    /// Copies `state`.
+    pub fn new(state: &TerminationState<'_>) -> Self {
+        Self {
+            rounds: state.rounds,
+            messages: state.messages.into(),
+            tokens: state.tokens,
+            elapsed: state.elapsed,
+            cost_micros: state.cost_micros,
+        }
+    }
+
+    /// The snapshot as a [`TerminationState`], to reuse synchronous checks.
+    pub fn state(&self) -> TerminationState<'_> {
+        TerminationState {
+            rounds: self.rounds,
+            messages: &self.messages,
+            tokens: self.tokens,
+            elapsed: self.elapsed,
+            cost_micros: self.cost_micros,
+        }
+    }
+}
+
 /// What a condition is checked against.
 #[derive(Debug, Clone, Copy)]
 pub struct TerminationState<'a> {
@@ -83,6 +127,18 @@ impl Termination {
         s: &TerminationState<'_>,
         custom: &HashMap<String, Arc<Condition>>,
     ) -> Option<String> {
+        self.check_resolved(s, custom, &HashMap::new())
+    }
+
+    /// [`check_with`](Self::check_with) where `custom` names not in `custom`
+    /// are looked up in `resolved`: the answers of asynchronous predicates,
+    /// evaluated beforehand.
+    pub fn check_resolved(
+        &self,
+        s: &TerminationState<'_>,
+        custom: &HashMap<String, Arc<Condition>>,
+        resolved: &HashMap<String, bool>,
+    ) -> Option<String> {
         let last = s.messages.last();
         match self {
             Self::MaxRounds(n) => (s.rounds >= *n).then(|| format!("max_rounds: {n}")),
@@ -98,14 +154,21 @@ impl Termination {
             Self::MaxDurationMs(n) => {
                 (s.elapsed >= Duration::from_millis(*n)).then(|| format!("max_duration_ms: {n}"))
             }
-            Self::Custom(name) => custom
-                .get(name)
-                .filter(|f| f(s))
-                .map(|_| format!("custom: {name}")),
-            Self::Any(cs) => cs.iter().find_map(|c| c.check_with(s, custom)),
+            Self::Custom(name) => {
+                let holds = match custom.get(name) {
+                    Some(f) => f(s),
+                    None => resolved.get(name).copied().unwrap_or(false),
+                };
+                holds.then(|| format!("custom: {name}"))
+            }
+            Self::Any(cs) => cs
+                .iter()
+                .find_map(|c| c.check_resolved(s, custom, resolved)),
             Self::All(cs) => {
-                let reasons: Option<Vec<String>> =
-                    cs.iter().map(|c| c.check_with(s, custom)).collect();
+                let reasons: Option<Vec<String>> = cs
+                    .iter()
+                    .map(|c| c.check_resolved(s, custom, resolved))
+                    .collect();
                 reasons
                     .filter(|r| !r.is_empty())
                     .map(|r| format!("all({})", r.join(", ")))
@@ -134,8 +197,10 @@ impl Termination {
 
 /// Checks the run's `termination` option after `rounds` agent turns of the
 /// calling pattern, and emits `budget_exceeded` when a token budget is what
-/// ended it. Cheap when no condition is set.
-pub fn check_run(ctx: &RunContext, rounds: u32) -> Option<String> {
+/// ended it. Cheap when no condition is set; the transcript is copied only
+/// when the condition uses an asynchronous custom predicate, whose answers
+/// are awaited (concurrently) before the synchronous check.
+pub async fn check_run(ctx: &RunContext, rounds: u32) -> Option<String> {
     if let Some(reason) = ctx.stop_requested() {
         return Some(format!("stopped: {reason}"));
     }
@@ -145,6 +210,26 @@ pub fn check_run(ctx: &RunContext, rounds: u32) -> Option<String> {
     let t = ctx.limits().termination.as_ref()?;
     let usage = ctx.usage();
     let elapsed = ctx.limits().timeout.saturating_sub(ctx.remaining());
+    let components = ctx.components();
+    let asynchronous: Vec<(&str, &Arc<AsyncCondition>)> = t
+        .custom_names()
+        .into_iter()
+        .filter(|n| !components.conditions.contains_key(*n))
+        .filter_map(|n| components.async_conditions.get(n).map(|f| (n, f)))
+        .collect();
+    let resolved = match asynchronous.is_empty() {
+        true => HashMap::new(),
+        false => {
+            let snapshot = ctx.with_transcript(|messages| TerminationSnapshot {
+                rounds,
+                messages: messages.into(),
+                tokens: usage.total_tokens,
+                elapsed,
+                cost_micros: usage.cost_micros,
+            });
+            evaluate_async(asynchronous, snapshot).await
+        }
+    };
     // Checked against the transcript in place: no copy per step.
     let reason = ctx.with_transcript(|messages| {
         let state = TerminationState {
@@ -154,7 +239,7 @@ pub fn check_run(ctx: &RunContext, rounds: u32) -> Option<String> {
             elapsed,
             cost_micros: usage.cost_micros,
         };
-        t.check_with(&state, &ctx.components().conditions)
+        t.check_resolved(&state, &components.conditions, &resolved)
     })?;
     for budget in t.budgets() {
         match budget {
@@ -177,6 +262,39 @@ pub fn check_run(ctx: &RunContext, rounds: u32) -> Option<String> {
     }
     tracing::debug!(reason = %reason, "termination condition met");
     Some(reason)
+}
+
+/// Awaits the asynchronous predicates together (each name once); one that
+/// panics counts as `false`.
+async fn evaluate_async(
+    conditions: Vec<(&str, &Arc<AsyncCondition>)>,
+    snapshot: TerminationSnapshot,
+) -> HashMap<String, bool> {
+    let mut seen = std::collections::HashSet::new();
+    let calls = conditions
+        .into_iter()
+        .filter(|(name, _)| seen.insert(*name))
+        .map(|(name, f)| {
+            let name = name.to_owned();
+            let call = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(snapshot.clone())));
+            async move {
+                let holds = match call {
+                    Ok(future) => match std::panic::AssertUnwindSafe(future).catch_unwind().await {
+                        Ok(holds) => holds,
+                        Err(_) => {
+                            tracing::warn!(condition = %name, "custom condition panicked; counted as false");
+                            false
+                        }
+                    },
+                    Err(_) => {
+                        tracing::warn!(condition = %name, "custom condition panicked; counted as false");
+                        false
+                    }
+                };
+                (name, holds)
+            }
+        });
+    futures::future::join_all(calls).await.into_iter().collect()
 }
 
 /// A budget for a whole session, across its runs (run option `session_budget`).

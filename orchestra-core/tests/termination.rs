@@ -217,6 +217,81 @@ async fn a_registered_custom_condition_ends_the_run() {
 }
 
 #[tokio::test]
+async fn an_async_custom_condition_ends_the_run_and_a_panic_counts_as_false() {
+    use orchestra_core::termination::TerminationSnapshot;
+    let orch = Orchestrator::new();
+    orch.register(tagger("a"));
+    orch.register(tagger("b"));
+    orch.register_async_condition("nested_twice", |s: TerminationSnapshot| async move {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        s.messages
+            .last()
+            .is_some_and(|m| m.content.matches('(').count() >= 2)
+    });
+    orch.register_async_condition("broken", |s: TerminationSnapshot| async move {
+        if s.rounds > 0 {
+            panic!("broken condition");
+        }
+        true
+    });
+    orch.register_condition(
+        "three_rounds",
+        |s: &orchestra_core::termination::TerminationState<'_>| s.rounds >= 3,
+    );
+    let r = orch
+        .run(
+            RunRequest::new("sequential", "t")
+                .agents(["a", "b", "a", "b"])
+                .option(
+                    "termination",
+                    json!({"any": [{"custom": "broken"}, {"custom": "nested_twice"}]}),
+                ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Completed);
+    assert_eq!(r.termination.as_deref(), Some("custom: nested_twice"));
+    assert_eq!(r.output.as_deref(), Some("b(a(t))"));
+    // Synchronous and asynchronous predicates compose.
+    orch.register_async_condition("two_messages", |s: TerminationSnapshot| async move {
+        s.state().messages.len() >= 2
+    });
+    let r = orch
+        .run(
+            RunRequest::new("group_chat", "t")
+                .agents(["a", "b"])
+                .option("max_rounds", 10)
+                .option(
+                    "termination",
+                    json!({"all": [{"custom": "three_rounds"}, {"custom": "two_messages"}]}),
+                ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Completed);
+    assert_eq!(
+        r.termination.as_deref(),
+        Some("all(custom: three_rounds, custom: two_messages)")
+    );
+    assert_eq!(r.steps.len(), 3);
+    // Registering a synchronous predicate under the name replaces it.
+    orch.register_condition(
+        "broken",
+        |_: &orchestra_core::termination::TerminationState<'_>| true,
+    );
+    let r = orch
+        .run(
+            RunRequest::new("sequential", "t")
+                .agents(["a", "b"])
+                .option("termination", json!({"custom": "broken"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.termination.as_deref(), Some("custom: broken"));
+    assert_eq!(r.steps.len(), 1);
+}
+
+#[tokio::test]
 async fn stop_ends_a_run_cleanly_at_the_next_step() {
     use futures::StreamExt;
     use std::sync::Arc;

@@ -182,7 +182,7 @@ impl Pattern for Concurrent {
                     answered += 1;
                     // A run-wide condition ends the fan-out early; calls still
                     // in flight are cancelled and the answers so far aggregated.
-                    stopped = crate::termination::check_run(ctx, answered);
+                    stopped = crate::termination::check_run(ctx, answered).await;
                     if stopped.is_some() {
                         break;
                     }

@@ -502,7 +502,7 @@ impl Pattern for Dynamic {
                     });
                     last = Some(out);
                     // A run-wide condition ends the plan early.
-                    stopped = crate::termination::check_run(ctx, ledger.done.len() as u32);
+                    stopped = crate::termination::check_run(ctx, ledger.done.len() as u32).await;
                     if stopped.is_some() {
                         break;
                     }

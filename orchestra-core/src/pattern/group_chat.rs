@@ -353,7 +353,7 @@ impl Pattern for GroupChat {
             {
                 break reason;
             }
-            if let Some(reason) = crate::termination::check_run(ctx, chat.round) {
+            if let Some(reason) = crate::termination::check_run(ctx, chat.round).await {
                 break reason;
             }
             if self.predicate.as_ref().is_some_and(|p| p(&chat)) {

@@ -271,7 +271,7 @@ impl Pattern for HandoffPattern {
                 });
             };
             // A run-wide condition ends the chain here, with what this agent said.
-            if let Some(reason) = crate::termination::check_run(ctx, handoffs + 1) {
+            if let Some(reason) = crate::termination::check_run(ctx, handoffs + 1).await {
                 return Ok(PatternOutput {
                     content: out.output.content,
                     data: Some(json!({"path": path, "pending_handoff": handoff})),

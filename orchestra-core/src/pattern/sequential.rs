@@ -70,7 +70,7 @@ impl Pattern for Sequential {
             input = out.output.content.clone();
             last = Some(out);
             // A run-wide condition may end the pipeline early, with this answer.
-            termination = crate::termination::check_run(ctx, i as u32 + 1);
+            termination = crate::termination::check_run(ctx, i as u32 + 1).await;
             if termination.is_some() {
                 break;
             }
