@@ -165,6 +165,21 @@ export interface PlanRequest {
 
 export type PlannerFn = (request: PlanRequest) => Awaitable<Plan>
 
+/** What a custom termination condition is checked against. */
+export interface TerminationState {
+  /** Agent turns so far (group chat rounds; agent steps elsewhere). */
+  rounds: number
+  /** Agent messages so far, oldest first. */
+  messages: Message[]
+  tokens: number
+  /** Cost so far in millionths of the currency. */
+  costMicros: number
+  elapsedMs: number
+}
+
+/** A custom termination predicate: `true` ends the run; a throw or any other value counts as `false`. */
+export type ConditionFn = (state: TerminationState) => Awaitable<boolean>
+
 export interface RetryPolicy {
   maxRetries?: number
   initialBackoffMs?: number
@@ -186,7 +201,7 @@ export type Termination =
   /** A cost budget (agents' `usage.costMicros` summed, in currency units): also emits `budget_exceeded`. */
   | { maxCost: number }
   | { maxDurationMs: number }
-  /** A predicate registered on the orchestrator under this name (from Rust or Python). */
+  /** A predicate registered on the orchestrator under this name (`addCondition`, or from Rust or Python). */
   | { custom: string }
   | { any: Termination[] }
   | { all: Termination[] }
@@ -656,6 +671,8 @@ export declare class Orchestrator {
   addManager(name: string, manager: SelectNextFn | GroupChatManager): this
   /** Registers a planner for the dynamic pattern, used with `options: { planner: name }`. */
   addPlanner(name: string, planner: PlannerFn): this
+  /** Registers a termination predicate, used with `options: { termination: { custom: name } }`. */
+  addCondition(name: string, condition: ConditionFn): this
   /** Registers a person as a participant: each turn pauses the run until it is resumed with their answer. */
   addHuman(name: string, options?: { description?: string; prompt?: string }): this
   /**

@@ -407,6 +407,28 @@ class Orchestrator {
   }
 
   /**
+   * Registers a termination predicate, used with
+   * `options: { termination: { custom: name } }`. After each agent step of a
+   * run that uses it, `fn(state)` is called with
+   * `{ rounds, messages, tokens, costMicros, elapsedMs }` and returns a
+   * boolean or a Promise of one; the run ends when it is `true`. A throw, a
+   * rejection or any other value counts as `false`.
+   */
+  addCondition(name, fn) {
+    if (typeof name !== 'string') throw new TypeError('condition name must be a string')
+    if (typeof fn !== 'function') throw new TypeError('condition must be a function')
+    const decode = (raw) => ({
+      rounds: raw.rounds,
+      messages: agentInputToCamel({ messages: raw.messages }).messages,
+      tokens: raw.tokens,
+      costMicros: raw.cost_micros,
+      elapsedMs: raw.elapsed_ms,
+    })
+    this._native.addCondition(name, wrapCallback(fn, decode, (holds) => holds === true))
+    return this
+  }
+
+  /**
    * Registers a planner for the dynamic pattern, used with
    * `options: { planner: name }`. `fn(request)` returns
    * `{ steps: [{ pattern, agents, task, options? }], rationale }`; it is

@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::within_runtime_if_available;
 use napi_derive::napi;
-use orchestra_core::{HumanAgent, Orchestrator, RunRequest, RunResult, session::Page};
+use orchestra_core::{
+    HumanAgent, Message, Orchestrator, RunRequest, RunResult, session::Page,
+    termination::TerminationSnapshot,
+};
 use serde_json::Value;
 
 use crate::{
@@ -23,6 +26,16 @@ use crate::{
 #[napi]
 pub struct NativeOrchestrator {
     inner: Orchestrator,
+}
+
+/// What a JS termination predicate is called with.
+#[derive(serde::Serialize)]
+struct ConditionCall<'a> {
+    rounds: u32,
+    messages: &'a [Message],
+    tokens: u64,
+    cost_micros: u64,
+    elapsed_ms: u64,
 }
 
 fn parse_request(json: &str) -> napi::Result<RunRequest> {
@@ -93,6 +106,40 @@ impl NativeOrchestrator {
     ) {
         let manager = JsManager::new(JsCallback::new(callback), should_terminate, filter_result);
         self.inner.register_manager(name, Arc::new(manager));
+    }
+
+    /// Registers a termination predicate, used as `{"custom": name}`. The JS
+    /// function is called with the run's state after each agent step and
+    /// awaited; a throw, a rejection or an unreadable answer counts as false.
+    #[napi]
+    pub fn add_condition(&self, name: String, callback: JsCallbackFn) {
+        let callback = JsCallback::new(callback);
+        let condition = name.clone();
+        self.inner
+            .register_async_condition(name, move |state: TerminationSnapshot| {
+                let callback = callback.clone();
+                let condition = condition.clone();
+                async move {
+                    let call = ConditionCall {
+                        rounds: state.rounds,
+                        messages: &state.messages,
+                        tokens: state.tokens,
+                        cost_micros: state.cost_micros,
+                        elapsed_ms: u64::try_from(state.elapsed.as_millis()).unwrap_or(u64::MAX),
+                    };
+                    match callback.call::<_, bool>(&call).await {
+                        Ok(holds) => holds,
+                        Err(e) => {
+                            tracing::warn!(
+                                condition = %condition,
+                                error = %e.message(),
+                                "custom condition failed; counted as false"
+                            );
+                            false
+                        }
+                    }
+                }
+            });
     }
 
     /// Registers a planner, selected with `{"planner": name}`.

@@ -14,6 +14,7 @@ import {
   type Plan,
   type PolicyDecision,
   type RunResult,
+  type TerminationState,
 } from 'orchestra-sdk'
 
 const orch = new Orchestrator()
@@ -36,6 +37,11 @@ orch.addPlanner(
     rationale: 'first agent only',
   }),
 )
+
+orch.addCondition('two-replies', async (state: TerminationState): Promise<boolean> => {
+  const spent: number = state.tokens + state.costMicros + state.elapsedMs
+  return state.rounds >= 2 && state.messages.length >= 2 && spent >= 0
+})
 
 function describe(event: OrchestrationEvent): string {
   switch (event.type) {
@@ -69,7 +75,7 @@ async function main(): Promise<void> {
 
   const chat = await orch.run('group_chat', 'talk', {
     agents: ['writer'],
-    options: { manager: 'writer-first', maxRounds: 3, termination: { any: [{ textMention: 'DONE' }, { maxTokens: 10_000 }] } },
+    options: { manager: 'writer-first', maxRounds: 3, termination: { any: [{ textMention: 'DONE' }, { maxTokens: 10_000 }, { custom: 'two-replies' }] } },
   })
   const planned = await orch.run('dynamic', 'plan it', { options: { planner: 'single' } })
   console.log(chat.termination, planned.steps.length)
