@@ -50,7 +50,8 @@ pub enum Termination {
     /// The run has been going this long (a clean stop, unlike `timeout_ms`).
     MaxDurationMs(u64),
     /// A predicate registered on the orchestrator under this name
-    /// (`Orchestrator::register_condition`; Python and Node callables too).
+    /// (`Orchestrator::register_condition` or `register_async_condition`;
+    /// Python and Node callables too).
     Custom(String),
     Any(Vec<Termination>),
     All(Vec<Termination>),
