@@ -157,7 +157,11 @@ impl Termination {
             }
             Self::Custom(name) => {
                 let holds = match custom.get(name) {
-                    Some(f) => f(s),
+                    Some(f) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(s)))
+                        .unwrap_or_else(|_| {
+                            tracing::warn!(condition = %name, "custom condition panicked; counted as false");
+                            false
+                        }),
                     None => resolved.get(name).copied().unwrap_or(false),
                 };
                 holds.then(|| format!("custom: {name}"))

@@ -274,6 +274,24 @@ async fn an_async_custom_condition_ends_the_run_and_a_panic_counts_as_false() {
         Some("all(custom: three_rounds, custom: two_messages)")
     );
     assert_eq!(r.steps.len(), 3);
+    // A synchronous predicate that panics counts as false too.
+    orch.register_condition(
+        "sync_broken",
+        |_: &orchestra_core::termination::TerminationState<'_>| -> bool {
+            panic!("broken condition")
+        },
+    );
+    let r = orch
+        .run(
+            RunRequest::new("sequential", "t")
+                .agents(["a", "b"])
+                .option("termination", json!({"custom": "sync_broken"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Completed);
+    assert_eq!(r.termination, None);
+    assert_eq!(r.steps.len(), 2);
     // Registering a synchronous predicate under the name replaces it.
     orch.register_condition(
         "broken",
