@@ -472,6 +472,25 @@ impl RunContext {
         all
     }
 
+    /// Puts the messages of the last `k` steps, which all completed, in step
+    /// order instead of completion order (steps run at once finish in any
+    /// order; the conversation that follows them should not depend on it).
+    pub(crate) fn order_last_steps(&self, k: usize) {
+        let mut rec = self.rec();
+        let (n, m) = (rec.transcript.len(), rec.steps.len());
+        if k < 2 || k > n || k > m {
+            return;
+        }
+        // Each completed step pushed its step and its message together.
+        let order: Vec<u32> = rec.steps[m - k..].iter().map(|s| s.index).collect();
+        let mut tail: Vec<(u32, Message)> = order
+            .into_iter()
+            .zip(rec.transcript.drain(n - k..))
+            .collect();
+        tail.sort_by_key(|(index, _)| *index);
+        rec.transcript.extend(tail.into_iter().map(|(_, m)| m));
+    }
+
     /// What the session's earlier runs used, this run not included.
     pub fn session_usage(&self) -> Usage {
         self.p.session_usage

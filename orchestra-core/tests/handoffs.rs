@@ -170,9 +170,31 @@ async fn a_parallel_handoff_joins_three_agents_and_comes_back_to_the_agent_that_
     let orch = Orchestrator::new();
     let triage_calls = Arc::new(AtomicU32::new(0));
     orch.register(fan_out_triage(triage_calls.clone()));
-    orch.register(tagger("billing"));
+    // billing answers only after support was called, so the answers
+    // complete out of order; they still join in the order asked for.
+    let support_called = Arc::new(tokio::sync::Notify::new());
+    let wait = support_called.clone();
+    orch.register(FnAgent::new(
+        "billing",
+        "invoices",
+        move |i: AgentInput, _| {
+            let wait = wait.clone();
+            async move {
+                wait.notified().await;
+                format!("billing({})", i.task)
+            }
+        },
+    ));
     orch.register(tagger("sales"));
-    orch.register(tagger("support"));
+    let called = support_called.clone();
+    orch.register(FnAgent::new(
+        "support",
+        "tickets",
+        move |i: AgentInput, _| {
+            called.notify_one();
+            async move { format!("support({})", i.task) }
+        },
+    ));
     let evs = events(
         &orch,
         RunRequest::new("handoff", "t")

@@ -160,9 +160,12 @@ impl HandoffPattern {
             steps.push(ctx.invoke(&target, call));
         }
         // Wait for every answer; the first failure (in call order) ends the run.
+        let k = steps.len();
         for r in futures::future::join_all(steps).await {
             r?;
         }
+        // The answers join the conversation in the order they were asked for.
+        ctx.order_last_steps(k);
         Ok(())
     }
 }
