@@ -271,6 +271,36 @@ impl EventKind {
         }
     }
 
+    /// The event that ends a stream for a run in this state: `run_completed`,
+    /// `run_cancelled`, `input_requested` (a paused run) or `run_failed`.
+    pub fn terminal(result: &RunResult) -> Self {
+        use crate::run::RunStatus;
+        let boxed = || Box::new(result.clone());
+        if let (RunStatus::WaitingForInput, Some(request)) = (result.status, &result.input) {
+            return Self::InputRequested {
+                request: request.clone(),
+                result: boxed(),
+            };
+        }
+        match result.status {
+            RunStatus::Completed => Self::RunCompleted { result: boxed() },
+            RunStatus::Cancelled => Self::RunCancelled {
+                reason: result
+                    .error
+                    .as_ref()
+                    .map_or_else(|| "cancelled".to_owned(), |e| e.message.clone()),
+                result: boxed(),
+            },
+            _ => Self::RunFailed {
+                error: result
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| crate::error::OrchestraError::Cancelled.info()),
+                result: boxed(),
+            },
+        }
+    }
+
     /// The run result, for the terminal events.
     pub fn result(&self) -> Option<&RunResult> {
         match self {

@@ -59,6 +59,7 @@ pub mod pattern;
 pub mod policy;
 pub mod queue;
 pub mod run;
+mod schema;
 pub mod session;
 pub mod telemetry;
 pub mod termination;

@@ -633,8 +633,10 @@ impl Orchestrator {
         };
         result.metadata = p.request.metadata.clone();
         let store = self.inner.store.as_ref();
+        // Only a session budget needs what the session's other runs used.
+        let budgeted = p.options.session_budget.is_some();
         let started = match &p.resume {
-            None => self.record_start(&result).await,
+            None => self.record_start(&result, budgeted).await,
             Some(resume) => {
                 let prior = &resume.record;
                 result.started_at = prior.started_at;
@@ -650,7 +652,7 @@ impl Orchestrator {
                         seen = (
                             s.messages[..n].to_vec(),
                             s.state.clone(),
-                            session_usage(s, run_id),
+                            session_usage(s, run_id, budgeted),
                         );
                     })
                     .await
@@ -666,7 +668,7 @@ impl Orchestrator {
                 result.error = Some(e.info());
                 result.finished_at = Some(Utc::now());
                 if sink.is_enabled() {
-                    sink.finish(terminal_event(&result));
+                    sink.finish(EventKind::terminal(&result));
                 }
                 return result;
             }
@@ -778,7 +780,7 @@ impl Orchestrator {
         let result = guard.disarm();
         let result = self.finish(&ctx, result, outcome, clock, history_len).await;
         if sink.is_enabled() {
-            sink.finish(terminal_event(&result));
+            sink.finish(EventKind::terminal(&result));
         }
         result
     }
@@ -878,6 +880,7 @@ impl Orchestrator {
     async fn record_start(
         &self,
         record: &RunResult,
+        budgeted: bool,
     ) -> Result<(Vec<Message>, Value, Usage), OrchestraError> {
         let store = self.inner.store.as_ref();
         let mut seen = (Vec::new(), Value::Object(Map::new()), Usage::default());
@@ -890,7 +893,7 @@ impl Orchestrator {
             seen = (
                 s.messages.clone(),
                 s.state.clone(),
-                session_usage(s, &record.run_id),
+                session_usage(s, &record.run_id, budgeted),
             );
         };
         let (written, indexed) = tokio::join!(
@@ -1171,8 +1174,11 @@ impl Orchestrator {
 }
 
 /// What the session's other runs used, for session budgets.
-fn session_usage(s: &Session, except_run: &str) -> Usage {
+fn session_usage(s: &Session, except_run: &str, needed: bool) -> Usage {
     let mut used = Usage::default();
+    if !needed {
+        return used;
+    }
     for r in s.runs.iter().filter(|r| r.run_id != except_run) {
         used += r.usage;
     }
@@ -1217,34 +1223,6 @@ pub fn migrate_record(mut record: RunResult) -> Result<RunResult, OrchestraError
     Ok(record)
 }
 
-fn terminal_event(result: &RunResult) -> EventKind {
-    match (result.status, &result.error) {
-        (RunStatus::WaitingForInput, _) if result.input.is_some() => EventKind::InputRequested {
-            request: result
-                .input
-                .clone()
-                .unwrap_or_else(|| InputRequest::new("")),
-            result: Box::new(result.clone()),
-        },
-        (RunStatus::Completed, _) => EventKind::RunCompleted {
-            result: Box::new(result.clone()),
-        },
-        (RunStatus::Cancelled, _) => EventKind::RunCancelled {
-            reason: result
-                .error
-                .as_ref()
-                .map_or_else(|| "cancelled".to_owned(), |e| e.message.clone()),
-            result: Box::new(result.clone()),
-        },
-        (_, error) => EventKind::RunFailed {
-            error: error
-                .clone()
-                .unwrap_or_else(|| OrchestraError::Cancelled.info()),
-            result: Box::new(result.clone()),
-        },
-    }
-}
-
 /// Records a run as cancelled if its future is dropped before it finished.
 struct Unfinished {
     orch: Orchestrator,
@@ -1286,7 +1264,7 @@ impl Drop for Unfinished {
                         )
                         .await;
                     if sink.is_enabled() {
-                        sink.finish(terminal_event(&result));
+                        sink.finish(EventKind::terminal(&result));
                     }
                 });
             }

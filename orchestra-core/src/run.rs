@@ -399,21 +399,9 @@ impl InputRequest {
         let Some(schema) = &self.schema else {
             return Ok(());
         };
-        let validator = jsonschema::validator_for(schema).map_err(|e| {
+        let problems = crate::schema::problems(schema, answer).map_err(|e| {
             OrchestraError::invalid("schema", format!("the request's schema is invalid: {e}"))
         })?;
-        let problems: Vec<String> = validator
-            .iter_errors(answer)
-            .take(5)
-            .map(|e| {
-                let at = e.instance_path().to_string();
-                if at.is_empty() {
-                    e.to_string()
-                } else {
-                    format!("{at}: {e}")
-                }
-            })
-            .collect();
         if problems.is_empty() {
             Ok(())
         } else {

@@ -282,29 +282,7 @@ async fn earlier_attempt(
 
 /// The terminal event of a result produced outside a live run.
 fn terminal(result: &RunResult) -> OrchestrationEvent {
-    let boxed = Box::new(result.clone());
-    let kind = match (result.status, &result.error) {
-        (RunStatus::Completed, _) => EventKind::RunCompleted { result: boxed },
-        (RunStatus::WaitingForInput, _) if result.input.is_some() => EventKind::InputRequested {
-            request: result
-                .input
-                .clone()
-                .unwrap_or_else(|| orchestra_core::InputRequest::new("")),
-            result: boxed,
-        },
-        (RunStatus::Cancelled, _) => EventKind::RunCancelled {
-            reason: "cancelled".into(),
-            result: boxed,
-        },
-        (_, Some(error)) => EventKind::RunFailed {
-            error: error.clone(),
-            result: boxed,
-        },
-        (_, None) => EventKind::RunFailed {
-            error: OrchestraError::Cancelled.info(),
-            result: boxed,
-        },
-    };
+    let kind = EventKind::terminal(result);
     OrchestrationEvent {
         schema_version: EVENT_SCHEMA_VERSION,
         run_id: result.run_id.clone(),

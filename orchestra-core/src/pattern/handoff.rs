@@ -95,14 +95,8 @@ impl HandoffOptions {
             to: h.to.clone(),
             message,
         };
-        let validator = jsonschema::validator_for(schema)
+        let problems = crate::schema::problems(schema, h.payload.as_ref().unwrap_or(&Value::Null))
             .map_err(|e| invalid(format!("the route's schema is invalid: {e}")))?;
-        let payload = h.payload.clone().unwrap_or(Value::Null);
-        let problems: Vec<String> = validator
-            .iter_errors(&payload)
-            .take(5)
-            .map(|e| e.to_string())
-            .collect();
         match problems.is_empty() {
             true => Ok(()),
             false => Err(invalid(problems.join("; "))),

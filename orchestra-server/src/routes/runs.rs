@@ -16,7 +16,7 @@ use axum::{
     },
 };
 use futures::{Stream, StreamExt};
-use orchestra_core::queue::QueuedRunStatus;
+use orchestra_core::queue::{QueuedRun, QueuedRunStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -31,6 +31,19 @@ fn backend(state: &AppState) -> Result<&RedisBackend, ApiError> {
         .redis
         .as_ref()
         .ok_or_else(|| ApiError::redis_required("the run queue"))
+}
+
+/// A run's record in its session and its queue record, whichever exist.
+async fn lookup(
+    state: &AppState,
+    run_id: &str,
+) -> Result<(Option<orchestra_core::RunResult>, Option<QueuedRun>), ApiError> {
+    let record = state.orch.get_run(run_id).await?;
+    let queued = match &state.redis {
+        Some(redis) => redis.queue.status(run_id).await?,
+        None => None,
+    };
+    Ok((record, queued))
 }
 
 fn not_found(run_id: &str) -> ApiError {
@@ -64,11 +77,7 @@ pub async fn get_run(
     Path(run_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     orchestra_core::queue::validate_run_id(&run_id)?;
-    let record = state.orch.get_run(&run_id).await?;
-    let queued = match &state.redis {
-        Some(redis) => redis.queue.status(&run_id).await?,
-        None => None,
-    };
+    let (record, queued) = lookup(&state, &run_id).await?;
     let mut body = match &queued {
         Some(run) => {
             serde_json::to_value(run).map_err(|e| ApiError::internal("cannot encode a run", &e))?
@@ -196,11 +205,7 @@ pub async fn cancel_run(
         let body = json!({"run_id": run_id, "status": "cancelled"});
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
-    let record = state.orch.get_run(&run_id).await?;
-    let queued = match &state.redis {
-        Some(redis) => redis.queue.status(&run_id).await?,
-        None => None,
-    };
+    let (record, queued) = lookup(&state, &run_id).await?;
     let finished = match (&record, &queued) {
         (None, None) => return Err(not_found(&run_id)),
         (Some(r), _) => r.status.is_finished(),
