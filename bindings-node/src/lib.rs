@@ -11,6 +11,8 @@
 //! - `queue`: queue agents and `serveAgent` workers over Redis Streams or
 //!   NATS (features `redis` / `nats`),
 //! - [`callback`]: the one way Rust calls JavaScript,
+//! - [`local`]: runs driven on the JS thread, so JS agents are called
+//!   without thread hops,
 //! - [`error`]: the one place errors are converted.
 //!
 //! No pattern logic lives here: every run is the core's.
@@ -18,6 +20,7 @@
 mod callback;
 mod components;
 mod error;
+mod local;
 mod orchestrator;
 #[cfg(any(feature = "redis", feature = "nats"))]
 mod queue;

@@ -2,12 +2,16 @@
 //!
 //! Requests and results cross as JSON strings in the core's snake_case
 //! shape; the facade (`lib/orchestrator.js`) converts keys at the border.
-//! Every async method is a napi `async fn` on napi's Tokio runtime, so the
-//! JS thread only parses and converts while Rust works.
+//! `run` is driven on the JS thread ([`crate::local`]), so its JS agents
+//! are called without thread hops; the other async methods are napi
+//! `async fn`s on napi's Tokio runtime.
 
 use std::sync::Arc;
 
-use napi::bindgen_prelude::within_runtime_if_available;
+use napi::{
+    Env,
+    bindgen_prelude::{PromiseRaw, within_runtime_if_available},
+};
 use napi_derive::napi;
 use orchestra_core::{
     HumanAgent, Message, Orchestrator, RunRequest, RunResult, session::Page,
@@ -16,7 +20,7 @@ use orchestra_core::{
 use serde_json::Value;
 
 use crate::{
-    callback::{JsCallback, JsCallbackFn},
+    callback::{JsCallback, JsFunction},
     components::{JsAgent, JsManager, JsPlanner},
     error::{NapiExt, binding_error},
     store::NativeStore,
@@ -79,9 +83,16 @@ impl NativeOrchestrator {
 
     /// Registers (or replaces) an agent backed by a JS function.
     #[napi]
-    pub fn add_agent(&self, name: String, description: String, callback: JsCallbackFn) {
-        let agent = JsAgent::new(name, description, JsCallback::new(callback));
+    pub fn add_agent(
+        &self,
+        env: Env,
+        name: String,
+        description: String,
+        callback: JsFunction,
+    ) -> napi::Result<()> {
+        let agent = JsAgent::new(name, description, JsCallback::with_local(&env, &callback)?);
         self.inner.register_arc(Arc::new(agent));
+        Ok(())
     }
 
     #[napi]
@@ -99,21 +110,24 @@ impl NativeOrchestrator {
     #[napi]
     pub fn add_manager(
         &self,
+        env: Env,
         name: String,
-        callback: JsCallbackFn,
+        callback: JsFunction,
         should_terminate: bool,
         filter_result: bool,
-    ) {
-        let manager = JsManager::new(JsCallback::new(callback), should_terminate, filter_result);
+    ) -> napi::Result<()> {
+        let callback = JsCallback::with_local(&env, &callback)?;
+        let manager = JsManager::new(callback, should_terminate, filter_result);
         self.inner.register_manager(name, Arc::new(manager));
+        Ok(())
     }
 
     /// Registers a termination predicate, used as `{"custom": name}`. The JS
     /// function is called with the run's state after each agent step and
     /// awaited; a throw, a rejection or an unreadable answer counts as false.
     #[napi]
-    pub fn add_condition(&self, name: String, callback: JsCallbackFn) {
-        let callback = JsCallback::new(callback);
+    pub fn add_condition(&self, env: Env, name: String, callback: JsFunction) -> napi::Result<()> {
+        let callback = JsCallback::with_local(&env, &callback)?;
         let condition = name.clone();
         self.inner
             .register_async_condition(name, move |state: TerminationSnapshot| {
@@ -140,21 +154,35 @@ impl NativeOrchestrator {
                     }
                 }
             });
+        Ok(())
     }
 
     /// Registers a planner, selected with `{"planner": name}`.
     #[napi]
-    pub fn add_planner(&self, name: String, callback: JsCallbackFn) {
-        let planner = JsPlanner::new(name.clone(), JsCallback::new(callback));
+    pub fn add_planner(&self, env: Env, name: String, callback: JsFunction) -> napi::Result<()> {
+        let planner = JsPlanner::new(name.clone(), JsCallback::with_local(&env, &callback)?);
         self.inner.register_planner(name, Arc::new(planner));
+        Ok(())
     }
 
     /// Runs a request (JSON) to the end; resolves to the result as JSON.
-    #[napi]
-    pub async fn run(&self, request: String) -> napi::Result<String> {
+    /// The run is driven on the JS thread ([`crate::local`]), so its JS
+    /// agents are called directly.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn run<'env>(
+        &self,
+        env: &'env Env,
+        request: String,
+    ) -> napi::Result<PromiseRaw<'env, String>> {
         let request = parse_request(&request)?;
-        let result = self.inner.run(request).await.napi()?;
-        to_json(&result)
+        let orchestrator = self.inner.clone();
+        crate::local::spawn(
+            env,
+            Box::pin(async move {
+                let result = orchestrator.run(request).await.napi()?;
+                to_json(&result)
+            }),
+        )
     }
 
     /// Starts a run and returns its event stream.
