@@ -6,15 +6,25 @@
 //! That keeps the border narrow: the same JSON as REST goes in, and the
 //! Rust side never inspects Python objects beyond a tuple of int and str.
 //!
-//! How a call runs:
+//! How a call runs when the run is polled on its event loop's thread
+//! (`await orch.run(...)`, see [`crate::driver`]):
+//! - a coroutine function's coroutine runs right here, in a copy of the
+//!   caller's `contextvars`, up to its first suspension; one that finishes
+//!   there costs no thread hop at all, one that suspends goes on as a task of
+//!   that loop, and the run is woken when the task is done;
+//! - a plain function runs on Tokio's blocking pool, so the loop is never
+//!   blocked.
+//!
+//! How a call runs otherwise (streams, resumed runs, runs the core spawns):
 //! - a plain function runs on Tokio's blocking pool with the GIL, so neither
 //!   the runtime's workers nor the caller's event loop are blocked;
 //! - a coroutine function is called here (which only creates the coroutine)
 //!   and the coroutine is scheduled on the event loop of the Python code that
 //!   started the run, with that code's `contextvars`. The loop is found in a
-//!   task-local set by [`on_loop`] around the pattern's future. When the
-//!   Rust side stops waiting (run cancelled, timed out), the Python task is
-//!   cancelled too.
+//!   task-local set by [`on_loop`] around the pattern's future.
+//!
+//! Either way, when the Rust side stops waiting (run cancelled, timed out),
+//! the Python task is cancelled too.
 
 use std::{
     collections::HashMap,
@@ -26,6 +36,8 @@ use std::{
 };
 
 use orchestra_core::AgentContext;
+
+use crate::driver::LoopWaker;
 use pyo3::{exceptions::PyRuntimeError, prelude::*, sync::PyOnceLock, types::PyTuple};
 use pyo3_async_runtimes::TaskLocals;
 use tokio::sync::oneshot;
@@ -98,6 +110,8 @@ impl Drop for RunLoopGuard {
 
 static COROUTINE_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SPAWN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static EAGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static WHEN_DONE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// A wrapped Python callable, safe to share between runs and threads.
 pub(crate) struct PyCallback {
@@ -154,6 +168,9 @@ impl PyCallback {
         ctx: Option<AgentContext>,
         run_id: Option<&str>,
     ) -> PyResult<Reply> {
+        if let Some(here) = crate::driver::polling_loop() {
+            return self.call_on_loop_thread(here, arg, ctx).await;
+        }
         let locals = EVENT_LOOP
             .try_with(Clone::clone)
             .ok()
@@ -184,6 +201,118 @@ impl PyCallback {
                 await_on_loop(&locals, coro).await
             }
         }
+    }
+}
+
+impl PyCallback {
+    /// The call of a run polled on its event loop's thread: a coroutine
+    /// runs here up to its first suspension (most agents finish there) and
+    /// the rest runs as a task of that loop; a plain function runs on the
+    /// blocking pool, which hands its reply back while it holds the GIL.
+    async fn call_on_loop_thread(
+        &self,
+        here: Arc<LoopWaker>,
+        arg: String,
+        ctx: Option<AgentContext>,
+    ) -> PyResult<Reply> {
+        let first = if self.blocking {
+            let (tx, rx) = oneshot::channel();
+            let func = Arc::clone(&self.func);
+            tokio::task::spawn_blocking(move || {
+                Python::attach(|py| {
+                    // Sent (and the run woken) before the GIL is released.
+                    let _ = tx.send(first_step(py, &func, arg, ctx));
+                });
+            });
+            rx.await
+                .map_err(|_| PyRuntimeError::new_err("python call aborted"))??
+        } else {
+            Python::attach(|py| first_step(py, &self.func, arg, ctx))?
+        };
+        match first {
+            FirstStep::Done(reply) => Ok(reply),
+            FirstStep::Pending(coro) => run_eagerly(here, coro).await,
+        }
+    }
+}
+
+enum Eager {
+    Done(Reply),
+    Suspended(Py<PyAny>, oneshot::Receiver<Option<Reply>>),
+}
+
+/// Runs `coro` on this thread (its loop's) up to its first suspension;
+/// if it suspends, waits for the task that runs the rest.
+async fn run_eagerly(here: Arc<LoopWaker>, coro: Py<PyAny>) -> PyResult<Reply> {
+    let started = Python::attach(|py| -> PyResult<Eager> {
+        let eager = EAGER.import(py, "orchestra._bridge", "eager")?;
+        let out = eager.call1((here.event_loop().bind(py), coro))?;
+        if let Ok(reply) = out.cast::<PyTuple>() {
+            return Ok(Eager::Done(reply.extract()?));
+        }
+        let (tx, rx) = oneshot::channel();
+        let done = Py::new(
+            py,
+            Completion {
+                tx: Mutex::new(Some(tx)),
+            },
+        )?;
+        WHEN_DONE
+            .import(py, "orchestra._bridge", "when_done")?
+            .call1((&out, done))?;
+        Ok(Eager::Suspended(out.unbind(), rx))
+    })?;
+    let (task, rx) = match started {
+        Eager::Done(reply) => return Ok(reply),
+        Eager::Suspended(task, rx) => (task, rx),
+    };
+    let mut guard = CancelTaskOnDrop {
+        task: Some(task),
+        here,
+    };
+    let reply = rx.await;
+    guard.task = None;
+    match reply {
+        Ok(Some(reply)) => Ok(reply),
+        Ok(None) => Err(pyo3::exceptions::asyncio::CancelledError::new_err(
+            "the python task was cancelled",
+        )),
+        Err(_) => Err(PyRuntimeError::new_err(
+            "the event loop dropped the call (was it closed?)",
+        )),
+    }
+}
+
+/// Cancels an agent's task when the run stops waiting for it: directly on
+/// the loop thread, through the loop from any other.
+struct CancelTaskOnDrop {
+    task: Option<Py<PyAny>>,
+    here: Arc<LoopWaker>,
+}
+
+impl Drop for CancelTaskOnDrop {
+    fn drop(&mut self) {
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        let on_loop = self.here.on_loop_thread();
+        crate::future::attach_counted(|py| {
+            let cancelled = if on_loop {
+                task.call_method0(py, "cancel").map(drop)
+            } else {
+                task.getattr(py, "cancel").and_then(|cancel| {
+                    self.here
+                        .event_loop()
+                        .call_method1(py, "call_soon_threadsafe", (cancel,))
+                        .map(drop)
+                })
+            };
+            if let Err(e) = cancelled {
+                if !e.is_instance_of::<PyRuntimeError>(py) {
+                    e.write_unraisable(py, None);
+                }
+            }
+        });
     }
 }
 

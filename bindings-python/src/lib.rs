@@ -23,6 +23,7 @@
 
 mod agent;
 mod bridge;
+mod driver;
 mod error;
 mod future;
 mod orchestrator;

@@ -1,10 +1,12 @@
 //! The native orchestrator: registry calls, runs and sessions.
 //!
-//! A run is always started as a core event stream and handed to a
-//! forwarding task that owns it. `run()` waits for the terminal event only;
-//! `stream()` also forwards each event as its core JSON. The forwarding task
-//! publishes the run's result after the run is recorded in the session, so
-//! "cancelled and then awaited" always finds the session up to date.
+//! `run()` executes the run inline, polled by the asyncio task that awaits
+//! it on the caller's loop thread ([`RunDriver`]), so agent calls need no
+//! thread hop. `stream()` and resumed runs are core event streams handed to
+//! a forwarding task that owns them and forwards each event as core JSON.
+//! Either way the run's result is published after the run is recorded in
+//! the session, so "cancelled and then awaited" always finds the session up
+//! to date.
 
 use std::{
     collections::HashMap,
@@ -30,12 +32,11 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::{
     agent::{PyAgent, PyManager, PyPlanner},
     bridge::{PyCallback, RunLoopGuard, loop_for_run, on_loop},
+    driver::{Outcome, RunDriver},
     error::{PyResultExt, info_to_py, orchestra_error},
     store::PyStore,
 };
 
-/// The result of a finished run, as core JSON (`None` if it ended without one).
-type Outcome = Option<Arc<str>>;
 type Runs = Arc<Mutex<HashMap<String, watch::Receiver<Option<Outcome>>>>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -291,16 +292,18 @@ impl PyOrchestrator {
         request.metadata = metadata;
         let wrapped = OnCallerLoop::new(pattern, &request.options, locals).into_py_result()?;
         if !events {
-            // Without events the run executes inline on a task of ours, and
-            // is cancelled through its (chosen) run id.
+            // Without events the run executes inline, driven by the task
+            // that awaits `result()` on this loop's thread, and is cancelled
+            // through its (chosen) run id.
             self.inner.validate(&request).into_py_result()?;
             let request = request.run_id(uuid::Uuid::now_v7().to_string());
-            return Ok(RunHandle::spawn_inline(
+            return RunHandle::driven(
+                py,
                 self.inner.clone(),
                 Arc::new(wrapped),
                 request,
                 Arc::clone(&self.runs),
-            ));
+            );
         }
         let stream = {
             let _runtime = pyo3_async_runtimes::tokio::get_runtime().enter();
@@ -502,17 +505,82 @@ pub(crate) struct RunHandle {
     outcome: watch::Receiver<Option<Outcome>>,
     /// Why the run could not be started (a resume that was refused).
     refused: Arc<OnceLock<ErrorInfo>>,
+    /// The run itself, for runs driven by the task awaiting `result()`.
+    driver: Mutex<Option<Py<RunDriver>>>,
     cancel: CancellationToken,
     _guard: DropGuard,
 }
 
+/// Publishes a run's outcome and unlists it; a run dropped before it
+/// finished publishes "no result".
+struct Publish {
+    tx: Option<watch::Sender<Option<Outcome>>>,
+    runs: Runs,
+    run_id: String,
+}
+
+impl Publish {
+    fn send(&mut self, outcome: Outcome) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Some(outcome));
+            lock(&self.runs).remove(&self.run_id);
+        }
+    }
+}
+
+impl Drop for Publish {
+    fn drop(&mut self) {
+        self.send(None);
+    }
+}
+
+/// Runs `request` to its end on the polling task; cancelling `token`
+/// cancels it by id and lets it finish, so it is recorded as cancelled.
+async fn inline_run(
+    orch: Orchestrator,
+    pattern: Arc<dyn Pattern>,
+    request: RunRequest,
+    token: CancellationToken,
+    mut publish: Publish,
+) -> Outcome {
+    let id = publish.run_id.clone();
+    let run = orch.run_pattern(pattern, request);
+    tokio::pin!(run);
+    let result = tokio::select! {
+        biased;
+        r = &mut run => r,
+        () = token.cancelled() => {
+            // The run is registered once polled (above).
+            orch.cancel(&id);
+            run.await
+        }
+    };
+    let json = match result {
+        Ok(r) => serde_json::to_string(&r).ok().map(Arc::from),
+        Err(e) => {
+            let failed = RunResult {
+                run_id: id,
+                status: RunStatus::Failed,
+                error: Some(e.info()),
+                ..RunResult::default()
+            };
+            serde_json::to_string(&failed).ok().map(Arc::from)
+        }
+    };
+    publish.send(json.clone());
+    json
+}
+
 impl RunHandle {
-    fn spawn_inline(
+    /// A run executed inline by a [`RunDriver`] on the caller's loop
+    /// thread; its first `result()` returns the driver.
+    fn driven(
+        py: Python<'_>,
         orch: Orchestrator,
         pattern: Arc<dyn Pattern>,
         request: RunRequest,
         runs: Runs,
-    ) -> Self {
+    ) -> PyResult<Self> {
         let run_id = request.run_id.clone().unwrap_or_default();
         let session_id = request
             .session_id
@@ -522,45 +590,23 @@ impl RunHandle {
         let (outcome_tx, outcome) = watch::channel(None);
         lock(&runs).insert(run_id.clone(), outcome.clone());
         let cancel = CancellationToken::new();
-        let token = cancel.clone();
-        let id = run_id.clone();
-        pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
-            let run = orch.run_pattern(pattern, request);
-            tokio::pin!(run);
-            let result = tokio::select! {
-                biased;
-                r = &mut run => r,
-                () = token.cancelled() => {
-                    // The run is registered once polled (above): cancel it by
-                    // id and let it finish, so it is recorded as cancelled.
-                    orch.cancel(&id);
-                    run.await
-                }
-            };
-            let json = match result {
-                Ok(r) => serde_json::to_string(&r).ok().map(Arc::from),
-                Err(e) => {
-                    let failed = RunResult {
-                        run_id: id.clone(),
-                        status: RunStatus::Failed,
-                        error: Some(e.info()),
-                        ..RunResult::default()
-                    };
-                    serde_json::to_string(&failed).ok().map(Arc::from)
-                }
-            };
-            let _ = outcome_tx.send(Some(json));
-            lock(&runs).remove(&id);
-        });
-        Self {
+        let publish = Publish {
+            tx: Some(outcome_tx),
+            runs,
+            run_id: run_id.clone(),
+        };
+        let run = inline_run(orch, pattern, request, cancel.clone(), publish);
+        let driver = Py::new(py, RunDriver::new(Box::pin(run), cancel.clone()))?;
+        Ok(Self {
             run_id,
             session_id: Arc::new(OnceLock::from(session_id)),
             events: None,
             outcome,
             refused: Arc::default(),
+            driver: Mutex::new(Some(driver)),
             _guard: cancel.clone().drop_guard(),
             cancel,
-        }
+        })
     }
 
     fn spawn(stream: RunStream, forward: bool, runs: Runs) -> Self {
@@ -668,6 +714,7 @@ impl RunHandle {
             events: rx,
             outcome,
             refused,
+            driver: Mutex::new(None),
             _guard: cancel.clone().drop_guard(),
             cancel,
         }
@@ -724,6 +771,9 @@ impl RunHandle {
 
     /// The run's result as core JSON, once the run is over and recorded.
     fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(driver) = lock(&self.driver).take() {
+            return Ok(driver.into_bound(py).into_any());
+        }
         let rx = self.outcome.clone();
         let refused = Arc::clone(&self.refused);
         crate::future::into_py_future(py, async move {

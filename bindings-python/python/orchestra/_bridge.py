@@ -23,7 +23,9 @@ import functools
 import inspect
 import json
 import logging
-from typing import Any, Callable, Optional, Tuple
+import sys
+import types
+from typing import Any, Callable, Generator, Optional, Tuple
 
 from . import _orchestra as _native
 from ._errors import AgentError, InputRequired
@@ -318,11 +320,7 @@ class _Spawned:
         self._task.add_done_callback(self._finish)
 
     def _finish(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled():
-            self._on_done(None)
-            return
-        exc = task.exception()
-        self._on_done(failure(exc, "callable") if exc is not None else task.result())
+        _task_done(self._on_done, task)
 
     def _cancel_task(self) -> None:
         if self._task is not None:
@@ -350,6 +348,67 @@ def spawn(
         coro.close()
         raise
     return spawned
+
+
+def _task_done(on_done: Callable[[Any], None], task: asyncio.Task[Any]) -> None:
+    """Hands a finished task's reply to ``on_done`` (None if it was cancelled)."""
+    if task.cancelled():
+        on_done(None)
+        return
+    exc = task.exception()
+    on_done(failure(exc, "callable") if exc is not None else task.result())
+
+
+@types.coroutine
+def _relay(coro: Any, yielded: Any) -> Generator[Any, Any, Any]:
+    """Goes on with a coroutine that was started outside any task: passes
+    what it yields to the task and what the task sends or throws back."""
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+async def _rest(coro: Any, yielded: Any) -> Any:
+    return await _relay(coro, yielded)
+
+
+def eager(loop: asyncio.AbstractEventLoop, coro: Any) -> Any:
+    """Runs an adapted callable's coroutine on this thread (the thread of
+    ``loop``, in a task of which a run is being polled) up to its first
+    suspension, in a copy of the current context: its reply if it finished
+    there, else the task of ``loop`` that runs the rest."""
+    context = contextvars.copy_context()
+    try:
+        yielded = context.run(coro.send, None)
+    except StopIteration as stop:
+        return stop.value
+    if sys.version_info >= (3, 11):
+        return loop.create_task(_rest(coro, yielded), context=context)
+    return context.run(loop.create_task, _rest(coro, yielded))
+
+
+def when_done(task: asyncio.Task[Any], on_done: Callable[[Any], None]) -> None:
+    """Calls ``on_done(reply | None)`` once ``task`` (from ``eager``) is over."""
+    task.add_done_callback(functools.partial(_task_done, on_done))
+
+
+def wake(fut: asyncio.Future[Any]) -> None:
+    """Wakes the task awaiting a native run (on its loop)."""
+    if not fut.done():
+        fut.set_result(None)
 
 
 def set_future(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
