@@ -102,12 +102,37 @@ function messageToCamel(m) {
   return out
 }
 
-/** An AgentInput's camelCase view. */
-function agentInputToCamel(raw) {
-  for (const k in raw) if (!INPUT_KEYS.has(k)) return toCamel(raw)
+// `input.messages` from the conversation's JSON, parsed on first read; from
+// then on (or once assigned) a plain data property.
+function lazyMessages(out, json) {
+  const settle = (value) => {
+    Object.defineProperty(out, 'messages', { value, writable: true, enumerable: true, configurable: true })
+    return value
+  }
+  Object.defineProperty(out, 'messages', {
+    get: () => settle(JSON.parse(json).map(messageToCamel)),
+    set: settle,
+    enumerable: true,
+    configurable: true,
+  })
+}
+
+/**
+ * An AgentInput's camelCase view. With `messagesJson` (the conversation as
+ * its own JSON string), `messages` is parsed when first read.
+ */
+function agentInputToCamel(raw, messagesJson) {
+  for (const k in raw) {
+    if (!INPUT_KEYS.has(k)) {
+      const converted = toCamel(raw)
+      if (messagesJson !== undefined) lazyMessages(converted, messagesJson)
+      return converted
+    }
+  }
   const out = {}
   if (raw.task !== undefined) out.task = raw.task
-  if (raw.messages !== undefined) out.messages = raw.messages.map(messageToCamel)
+  if (messagesJson !== undefined) lazyMessages(out, messagesJson)
+  else if (raw.messages !== undefined) out.messages = raw.messages.map(messageToCamel)
   if (raw.session_id !== undefined) out.sessionId = raw.session_id
   if (raw.run_id !== undefined) out.runId = raw.run_id
   if (raw.state !== undefined) out.state = raw.state

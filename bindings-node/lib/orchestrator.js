@@ -26,6 +26,12 @@ function errorMessage(e) {
 // JSON string in, a JSON envelope out — directly when the function answered
 // synchronously, as a Promise otherwise. Never throws or rejects. An
 // `InputRequired` (thrown or returned) becomes the `input` envelope.
+//
+// Inside a run driven on the JS thread, the native side calls it directly as
+// `(json, slot, messages)`: an async answer is then handed over with
+// `settleCall(slot, envelope)` (and `undefined` returned), and an agent's
+// conversation comes as its own JSON string (`messages`), parsed only when
+// the agent reads `input.messages`.
 function wrapCallback(fn, decode, encode) {
   const ok = (value) => {
     if (value instanceof InputRequired) return ask(value)
@@ -48,22 +54,27 @@ function wrapCallback(fn, decode, encode) {
     if (message === '') message = 'agent failed'
     return JSON.stringify({ error: { message, retryable: Boolean(e && e.retryable) } })
   }
-  return function orchestraCallback(json) {
+  return function orchestraCallback(json, slot, messages) {
     let value
     try {
-      value = fn(decode(JSON.parse(json)))
+      value = fn(decode(JSON.parse(json), messages))
     } catch (e) {
       return fail(e)
     }
     if (value !== null && typeof value === 'object' && typeof value.then === 'function') {
-      return Promise.resolve(value).then(ok, fail)
+      if (slot === undefined) return Promise.resolve(value).then(ok, fail)
+      Promise.resolve(value).then(
+        (v) => native.settleCall(slot, ok(v)),
+        (e) => native.settleCall(slot, fail(e)),
+      )
+      return undefined
     }
     return ok(value)
   }
 }
 
-function decodeInput(raw) {
-  return agentInputToCamel(raw)
+function decodeInput(raw, messages) {
+  return messages === undefined ? agentInputToCamel(raw) : agentInputToCamel(raw, messages)
 }
 
 // Several handoffs asked for in one turn: the first is `handoff`, the others `handoffs`.

@@ -9,28 +9,27 @@
 //!
 //! Two ways to make the call, chosen per call:
 //! - inside a run driven on the JS thread ([`crate::local`]), the function
-//!   is called directly through a reference to it; a Promise answer is
-//!   awaited through a oneshot completed by its `then`/`catch` callbacks, so
-//!   no JS handle is held across an await;
+//!   is called directly through a reference to it, with a slot number; a
+//!   sync answer comes back at once, an async one through
+//!   `settleCall(slot, answer)` into a oneshot, so no JS handle is held
+//!   across an await;
 //! - anywhere else (streams, resumes, queue workers, Tokio threads), through
 //!   a [`ThreadsafeFunction`] awaited with `call_async_catch`, so the JS
 //!   thread is never blocked.
 
-use std::{cell::Cell, rc::Rc, sync::Arc};
+use std::sync::Arc;
 
 use napi::{
     Either, Env, JsValue, Status,
-    bindgen_prelude::{
-        CallbackContext, FromNapiValue, Function, FunctionRef, Promise, PromiseRaw, ToNapiValue,
-        Unknown,
-    },
+    bindgen_prelude::{FromNapiValue, Function, FunctionRef, Promise, ToNapiValue},
     sys,
     threadsafe_function::ThreadsafeFunction,
 };
-use orchestra_core::InputRequest;
+use orchestra_core::{InputRequest, Message};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
-use tokio::sync::oneshot;
+
+use crate::local::Pending;
 
 /// A JS function `(json: string) => string | Promise<string>`: a sync user
 /// function answers in the same JS turn, without a Promise. Weak: a
@@ -127,22 +126,55 @@ impl JsCallback {
         P: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let json = serde_json::to_string(payload)
-            .map_err(|e| CallbackError::Protocol(format!("could not encode the call: {e}")))?;
+        self.call_encoded(|_| Ok((encode(payload)?, None))).await
+    }
+
+    /// Calls an agent function. On the direct path the conversation crosses
+    /// as its own JSON string, which the facade parses only if the agent
+    /// reads `input.messages`; elsewhere the whole input is one JSON string.
+    pub async fn call_agent<W, H, R>(
+        &self,
+        whole: &W,
+        head: &H,
+        messages: &[Message],
+    ) -> Result<R, CallbackError>
+    where
+        W: Serialize + ?Sized,
+        H: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        self.call_encoded(|direct| {
+            if direct {
+                Ok((encode(head)?, Some(encode(messages)?)))
+            } else {
+                Ok((encode(whole)?, None))
+            }
+        })
+        .await
+    }
+
+    /// `encode(direct)` gives the JSON argument and, on the direct path
+    /// only, the conversation's JSON.
+    async fn call_encoded<R>(
+        &self,
+        encode: impl FnOnce(bool) -> Result<(String, Option<String>), CallbackError>,
+    ) -> Result<R, CallbackError>
+    where
+        R: DeserializeOwned,
+    {
         let failed =
             |e: napi::Error| CallbackError::Protocol(format!("JavaScript call failed: {e}"));
         let local = self.local.as_deref().and_then(LocalFn::here);
         let reply = if let Some((local, env)) = local {
-            match local.call(env, json).map_err(failed)? {
+            let (json, messages) = encode(true)?;
+            match local.call(env, json, messages).map_err(failed)? {
                 LocalAnswer::Now(reply) => reply,
-                LocalAnswer::Later(rx) => rx
-                    .await
-                    .map_err(|_| {
-                        CallbackError::Protocol("JavaScript promise was dropped unsettled".into())
-                    })?
-                    .map_err(CallbackError::Protocol)?,
+                LocalAnswer::Later(pending) => pending.answer().await.ok_or_else(|| {
+                    CallbackError::Protocol("JavaScript promise was dropped unsettled".into())
+                })?,
             }
         } else {
+            let (json, _) = encode(false)?;
             let answer = self.f.call_async_catch(json).await.map_err(failed)?;
             match answer {
                 Either::A(reply) => reply,
@@ -177,7 +209,12 @@ struct LocalFn {
 /// A direct call's answer: at once, or when its Promise settles.
 enum LocalAnswer {
     Now(String),
-    Later(oneshot::Receiver<Result<String, String>>),
+    Later(Pending),
+}
+
+fn encode<P: Serialize + ?Sized>(payload: &P) -> Result<String, CallbackError> {
+    serde_json::to_string(payload)
+        .map_err(|e| CallbackError::Protocol(format!("could not encode the call: {e}")))
 }
 
 impl LocalFn {
@@ -188,18 +225,42 @@ impl LocalFn {
             .map(|env| (self, env))
     }
 
-    /// Calls the function synchronously; only on its JS thread, inside a poll.
-    fn call(&self, raw_env: sys::napi_env, json: String) -> napi::Result<LocalAnswer> {
+    /// Calls the function synchronously, as `(json, slot, messages?)`; only
+    /// on its JS thread, inside a poll. The facade's wrapper answers a
+    /// string at once, or `undefined` and later hands the answer to
+    /// `settleCall(slot, answer)`.
+    fn call(
+        &self,
+        raw_env: sys::napi_env,
+        json: String,
+        messages: Option<String>,
+    ) -> napi::Result<LocalAnswer> {
         let env = Env::from_raw(raw_env);
         let func = self.func.borrow_back(&env)?;
+        let pending = Pending::reserve();
         let mut undefined = std::ptr::null_mut();
         let mut result = std::ptr::null_mut();
         // SAFETY: on the JS thread of `raw_env` (checked by `here`), inside
         // the driver's handle scope; every pointer passed is valid.
         let status = unsafe {
-            let arg = String::to_napi_value(raw_env, json)?;
             sys::napi_get_undefined(raw_env, &mut undefined);
-            sys::napi_call_function(raw_env, undefined, func.raw(), 1, &arg, &mut result)
+            let messages = match messages {
+                Some(m) => String::to_napi_value(raw_env, m)?,
+                None => undefined,
+            };
+            let args = [
+                String::to_napi_value(raw_env, json)?,
+                i64::to_napi_value(raw_env, pending.slot())?,
+                messages,
+            ];
+            sys::napi_call_function(
+                raw_env,
+                undefined,
+                func.raw(),
+                args.len(),
+                args.as_ptr(),
+                &mut result,
+            )
         };
         if status == sys::Status::napi_pending_exception {
             // The facade's wrapper never throws; should anything else, the
@@ -218,44 +279,16 @@ impl LocalFn {
         let mut kind = sys::ValueType::napi_undefined;
         // SAFETY: `result` is the value just returned, in the current scope.
         unsafe { sys::napi_typeof(raw_env, result, &mut kind) };
-        if kind == sys::ValueType::napi_string {
+        match kind {
             // SAFETY: checked to be a string.
-            return unsafe { String::from_napi_value(raw_env, result) }.map(LocalAnswer::Now);
-        }
-        let mut is_promise = false;
-        // SAFETY: as above.
-        unsafe { sys::napi_is_promise(raw_env, result, &mut is_promise) };
-        if !is_promise {
-            return Err(napi::Error::new(
+            sys::ValueType::napi_string => {
+                unsafe { String::from_napi_value(raw_env, result) }.map(LocalAnswer::Now)
+            }
+            sys::ValueType::napi_undefined => Ok(LocalAnswer::Later(pending)),
+            _ => Err(napi::Error::new(
                 Status::InvalidArg,
-                "callback answered neither a string nor a Promise",
-            ));
+                "callback answered neither a string nor undefined",
+            )),
         }
-        let (tx, rx) = oneshot::channel();
-        let tx = Rc::new(Cell::new(Some(tx)));
-        let tx_catch = tx.clone();
-        let promise = PromiseRaw::<String>::new(raw_env, result);
-        promise
-            .then(move |ctx: CallbackContext<String>| {
-                let env = ctx.env.raw();
-                let value = ctx.value;
-                crate::local::settle_then_drain(env, || {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(Ok(value));
-                    }
-                });
-                Ok(())
-            })?
-            .catch(move |ctx: CallbackContext<Unknown<'_>>| {
-                let env = ctx.env.raw();
-                let message = napi::Error::from_unknown_without_coercion(ctx.value).reason;
-                crate::local::settle_then_drain(env, || {
-                    if let Some(tx) = tx_catch.take() {
-                        let _ = tx.send(Err(format!("JavaScript promise rejected: {message}")));
-                    }
-                });
-                Ok(())
-            })?;
-        Ok(LocalAnswer::Later(rx))
     }
 }

@@ -9,7 +9,7 @@ use orchestra_core::{
     pattern::{ChatState, GroupChatManager, Plan, PlanRequest, Planner, SpeakerChoice},
 };
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::{
     callback::{CallbackError, JsCallback},
@@ -48,15 +48,31 @@ impl Agent for JsAgent {
         input: AgentInput,
         ctx: AgentContext,
     ) -> Result<AgentOutput, AgentError> {
-        let reply = match (ctx.answer(), ctx.handoff()) {
-            (None, None) => self.callback.call::<_, AgentOutput>(&input).await,
+        let (answer, handoff) = (ctx.answer(), ctx.handoff());
+        let head = InputHead {
+            task: &input.task,
+            session_id: &input.session_id,
+            run_id: &input.run_id,
+            state: &input.state,
+            metadata: &input.metadata,
+            answer,
+            handoff,
+        };
+        let reply = match (answer, handoff) {
+            (None, None) => {
+                self.callback
+                    .call_agent::<_, _, AgentOutput>(&input, &head, &input.messages)
+                    .await
+            }
             (answer, handoff) => {
                 let call = AnsweredCall {
                     input: &input,
                     answer,
                     handoff,
                 };
-                self.callback.call::<_, AgentOutput>(&call).await
+                self.callback
+                    .call_agent::<_, _, AgentOutput>(&call, &head, &input.messages)
+                    .await
             }
         };
         reply.map_err(|e| match e {
@@ -74,6 +90,21 @@ impl Agent for JsAgent {
 struct AnsweredCall<'a> {
     #[serde(flatten)]
     input: &'a AgentInput,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answer: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handoff: Option<&'a Handoff>,
+}
+
+/// An agent's input without its conversation, which crosses separately on
+/// the direct path (see [`JsCallback::call_agent`]).
+#[derive(Serialize)]
+struct InputHead<'a> {
+    task: &'a str,
+    session_id: &'a str,
+    run_id: &'a str,
+    state: &'a Value,
+    metadata: &'a Map<String, Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     answer: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -12,8 +12,8 @@
 //! - the first poll happens inside the native `run` call itself;
 //! - a wake on the JS thread during a drain queues the task; the loop polls
 //!   it again after the current poll returns (no nested polls);
-//! - a wake from a JS Promise settling ([`settle_then_drain`]) drains at once,
-//!   in that same callback;
+//! - a JS callback's Promise settling ([`settle_call`]) completes the call's
+//!   oneshot and drains at once, in that same JS callback;
 //! - any other wake on the JS thread (a JS call such as `cancel`, a
 //!   finalizer) and every wake from another thread (a Tokio timer, a Redis
 //!   reply) goes through one threadsafe function per thread, which drains
@@ -25,7 +25,7 @@
 
 use std::{
     cell::{Cell, RefCell},
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     future::Future,
     panic::{AssertUnwindSafe, catch_unwind},
     pin::Pin,
@@ -44,7 +44,8 @@ use napi::{
     sys,
     threadsafe_function::{ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode},
 };
-use tokio::runtime::Handle;
+use napi_derive::napi;
+use tokio::{runtime::Handle, sync::oneshot};
 
 use crate::error::binding_error;
 
@@ -105,6 +106,9 @@ struct Local {
     pending: Cell<usize>,
     /// The threadsafe function of this thread's env, created with the first run.
     wakeup: RefCell<Option<(sys::napi_env, Arc<Wakeup>)>>,
+    /// Direct calls whose JS answer is a pending Promise, by slot number.
+    slots: RefCell<Option<HashMap<i64, oneshot::Sender<String>>>>,
+    next_slot: Cell<i64>,
 }
 
 thread_local! {
@@ -117,8 +121,71 @@ thread_local! {
             drain_requested: Cell::new(false),
             pending: Cell::new(0),
             wakeup: RefCell::new(None),
+            slots: RefCell::new(None),
+            next_slot: Cell::new(0),
         }
     };
+}
+
+/// A direct call's answer that comes later: JS hands it to [`settle_call`]
+/// with the call's slot number. Dropping it (the call was abandoned: time
+/// limit, cancellation) frees the slot.
+pub struct Pending {
+    slot: i64,
+    rx: oneshot::Receiver<String>,
+}
+
+impl Pending {
+    /// Reserves a slot on this (JS) thread for a call about to be made.
+    pub fn reserve() -> Self {
+        let (tx, rx) = oneshot::channel();
+        let slot = LOCAL.with(|l| {
+            let slot = l.next_slot.get().wrapping_add(1);
+            l.next_slot.set(slot);
+            l.slots
+                .borrow_mut()
+                .get_or_insert_with(HashMap::new)
+                .insert(slot, tx);
+            slot
+        });
+        Self { slot, rx }
+    }
+
+    pub fn slot(&self) -> i64 {
+        self.slot
+    }
+
+    /// The answer, once JS settles it; `None` if the slot was dropped unsettled.
+    pub async fn answer(mut self) -> Option<String> {
+        (&mut self.rx).await.ok()
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let _ = LOCAL.try_with(|l| {
+            if let Some(slots) = l.slots.borrow_mut().as_mut() {
+                slots.remove(&self.slot);
+            }
+        });
+    }
+}
+
+/// Called by the facade when the Promise of a direct call settles (its
+/// wrapper never rejects): completes the call, then polls the run it woke,
+/// right here.
+// The test build does not register exported functions with Node.
+#[cfg_attr(test, allow(dead_code))]
+#[napi]
+pub fn settle_call(env: Env, slot: i64, reply: String) {
+    let sender = LOCAL.with(|l| l.slots.borrow_mut().as_mut().and_then(|s| s.remove(&slot)));
+    let Some(sender) = sender else {
+        // The call was abandoned (time limit, cancellation) before its answer.
+        return;
+    };
+    settle_then_drain(env.raw(), || {
+        let _ = sender.send(reply);
+    });
 }
 
 /// The env of the poll in progress on this thread, if any: JS functions of
@@ -173,7 +240,8 @@ pub fn spawn<'env>(env: &'env Env, future: RunFuture) -> napi::Result<PromiseRaw
 
 /// Runs `wake` (which completes a oneshot a run waits on) and then polls
 /// whatever it woke, right here on the JS thread: for Promise callbacks.
-pub fn settle_then_drain(env: sys::napi_env, wake: impl FnOnce()) {
+#[cfg_attr(test, allow(dead_code))]
+fn settle_then_drain(env: sys::napi_env, wake: impl FnOnce()) {
     let inside = LOCAL.try_with(|l| l.settling.set(l.settling.get() + 1));
     wake();
     if inside.is_ok() {
