@@ -19,7 +19,7 @@ use orchestra_core::{
 use pyo3::prelude::*;
 use serde::Deserialize;
 
-use crate::bridge::{PyCallback, Reply};
+use crate::bridge::{CallArg, PyCallback, Reply};
 
 const TEXT: u8 = 0;
 const JSON: u8 = 1;
@@ -88,23 +88,60 @@ fn json_payload(reply: Reply) -> Result<String, String> {
     }
 }
 
-/// The agent's input as JSON, with the answer to its question (if the run
-/// was resumed with one) as `answer`, and the handoff that made the agent
-/// active (handoff runs) as `handoff`.
-fn encode_input(input: &AgentInput, ctx: &AgentContext) -> Result<String, serde_json::Error> {
-    if ctx.answer().is_none() && ctx.handoff().is_none() {
-        return serde_json::to_string(input);
+/// An agent's input as handed to Python: the task at once, and the whole
+/// input as JSON only when the agent reads more than its task (most read
+/// only the task, and encoding and decoding the conversation at every step
+/// is the larger part of a call's cost).
+#[pyclass(frozen, module = "orchestra._orchestra")]
+pub(crate) struct PyAgentInput {
+    input: AgentInput,
+    /// The answer to the agent's question, once the run was resumed with one.
+    answer: Option<serde_json::Value>,
+    /// The handoff that made the agent active (handoff runs).
+    handoff: Option<serde_json::Value>,
+}
+
+impl PyAgentInput {
+    fn new(input: AgentInput, ctx: &AgentContext) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            input,
+            answer: ctx.answer().cloned(),
+            handoff: ctx.handoff().map(serde_json::to_value).transpose()?,
+        })
     }
-    let mut value = serde_json::to_value(input)?;
-    if let Some(object) = value.as_object_mut() {
-        if let Some(answer) = ctx.answer() {
-            object.insert("answer".to_owned(), answer.clone());
+
+    /// The input as JSON, with `answer` and `handoff` when there are some.
+    fn encode(&self) -> Result<String, serde_json::Error> {
+        if self.answer.is_none() && self.handoff.is_none() {
+            return serde_json::to_string(&self.input);
         }
-        if let Some(handoff) = ctx.handoff() {
-            object.insert("handoff".to_owned(), serde_json::to_value(handoff)?);
+        let mut value = serde_json::to_value(&self.input)?;
+        if let Some(object) = value.as_object_mut() {
+            if let Some(answer) = &self.answer {
+                object.insert("answer".to_owned(), answer.clone());
+            }
+            if let Some(handoff) = &self.handoff {
+                object.insert("handoff".to_owned(), handoff.clone());
+            }
         }
+        serde_json::to_string(&value)
     }
-    serde_json::to_string(&value)
+}
+
+#[pymethods]
+impl PyAgentInput {
+    #[getter]
+    fn task(&self) -> &str {
+        &self.input.task
+    }
+
+    fn json(&self) -> PyResult<String> {
+        self.encode().map_err(|e| {
+            pyo3::exceptions::PyValueError::new_err(format!(
+                "could not encode the agent input: {e}"
+            ))
+        })
+    }
 }
 
 /// An agent written in Python.
@@ -139,11 +176,12 @@ impl Agent for PyAgent {
         input: AgentInput,
         ctx: AgentContext,
     ) -> Result<AgentOutput, AgentError> {
-        let arg = encode_input(&input, &ctx)
+        let run_id = input.run_id.clone();
+        let arg = PyAgentInput::new(input, &ctx)
             .map_err(|e| AgentError::msg(format!("could not encode the agent input: {e}")))?;
         let reply = self
             .call
-            .call_in_run(arg, Some(ctx), Some(&input.run_id))
+            .call_in_run(CallArg::Input(Box::new(arg)), Some(ctx), Some(&run_id))
             .await
             .map_err(|e| py_err_to_agent_error(&e))?;
         match reply {
@@ -192,7 +230,7 @@ async fn ask_manager<T: serde::de::DeserializeOwned>(
 ) -> Result<T, OrchestraError> {
     let arg = serde_json::to_string(chat).map_err(|e| OrchestraError::Manager(e.to_string()))?;
     let reply = call
-        .call_in_run(arg, None, Some(ctx.run_id()))
+        .call_in_run(CallArg::Json(arg), None, Some(ctx.run_id()))
         .await
         .map_err(|e| OrchestraError::Manager(e.to_string()))?;
     let json = json_payload(reply).map_err(OrchestraError::Manager)?;
@@ -255,7 +293,7 @@ impl Planner for PyPlanner {
             serde_json::to_string(request).map_err(|e| OrchestraError::Planner(e.to_string()))?;
         let reply = self
             .call
-            .call_in_run(arg, None, Some(ctx.run_id()))
+            .call_in_run(CallArg::Json(arg), None, Some(ctx.run_id()))
             .await
             .map_err(|e| OrchestraError::Planner(e.to_string()))?;
         let json = json_payload(reply).map_err(OrchestraError::Planner)?;

@@ -2,9 +2,10 @@
 //!
 //! Every Python callable the core uses (agents, group chat managers,
 //! planners) is wrapped by the facade (`orchestra._bridge`) into a function
-//! that takes one JSON string and answers a [`Reply`]: `(kind, payload)`.
-//! That keeps the border narrow: the same JSON as REST goes in, and the
-//! Rust side never inspects Python objects beyond a tuple of int and str.
+//! that takes one argument and answers a [`Reply`]: `(kind, payload)`.
+//! That keeps the border narrow: the same JSON as REST goes in (for agents,
+//! encoded only when the agent reads more than its task), and the Rust side
+//! never inspects Python objects beyond a tuple of int and str.
 //!
 //! How a call runs when the run is polled on its event loop's thread
 //! (`await orch.run(...)`, see [`crate::driver`]):
@@ -37,8 +38,13 @@ use std::{
 
 use orchestra_core::AgentContext;
 
-use crate::driver::LoopWaker;
-use pyo3::{exceptions::PyRuntimeError, prelude::*, sync::PyOnceLock, types::PyTuple};
+use crate::{agent::PyAgentInput, driver::LoopWaker};
+use pyo3::{
+    exceptions::PyRuntimeError,
+    prelude::*,
+    sync::PyOnceLock,
+    types::{PyString, PyTuple},
+};
 use pyo3_async_runtimes::TaskLocals;
 use tokio::sync::oneshot;
 
@@ -120,6 +126,14 @@ pub(crate) struct PyCallback {
     blocking: bool,
 }
 
+/// What a wrapped callable is called with.
+pub(crate) enum CallArg {
+    /// JSON text (managers and planners).
+    Json(String),
+    /// An agent's input (see [`PyAgentInput`]).
+    Input(Box<PyAgentInput>),
+}
+
 enum FirstStep {
     Done(Reply),
     /// The call produced a coroutine that must run on an event loop.
@@ -129,9 +143,13 @@ enum FirstStep {
 fn first_step(
     py: Python<'_>,
     func: &Py<PyAny>,
-    arg: String,
+    arg: CallArg,
     ctx: Option<AgentContext>,
 ) -> PyResult<FirstStep> {
+    let arg = match arg {
+        CallArg::Json(json) => PyString::new(py, &json).into_any(),
+        CallArg::Input(input) => Bound::new(py, *input)?.into_any(),
+    };
     let out = match ctx {
         None => func.bind(py).call1((arg,))?,
         Some(ctx) => func.bind(py).call1((arg, PyAgentContext { inner: ctx }))?,
@@ -158,13 +176,13 @@ impl PyCallback {
         }
     }
 
-    /// Calls the wrapped function with one JSON argument (and, for agents,
-    /// the call's context). Coroutines run on the loop set by [`on_loop`]
+    /// Calls the wrapped function with its argument (and, for agents, the
+    /// call's context). Coroutines run on the loop set by [`on_loop`]
     /// or, outside it, on the loop registered for run `run_id` with
     /// [`loop_for_run`].
     pub(crate) async fn call_in_run(
         &self,
-        arg: String,
+        arg: CallArg,
         ctx: Option<AgentContext>,
         run_id: Option<&str>,
     ) -> PyResult<Reply> {
@@ -212,7 +230,7 @@ impl PyCallback {
     async fn call_on_loop_thread(
         &self,
         here: Arc<LoopWaker>,
-        arg: String,
+        arg: CallArg,
         ctx: Option<AgentContext>,
     ) -> PyResult<Reply> {
         let first = if self.blocking {
@@ -307,10 +325,10 @@ impl Drop for CancelTaskOnDrop {
                         .map(drop)
                 })
             };
-            if let Err(e) = cancelled {
-                if !e.is_instance_of::<PyRuntimeError>(py) {
-                    e.write_unraisable(py, None);
-                }
+            if let Err(e) = cancelled
+                && !e.is_instance_of::<PyRuntimeError>(py)
+            {
+                e.write_unraisable(py, None);
             }
         });
     }

@@ -1,7 +1,9 @@
 """Adapters between Python callables and the native core.
 
-The native side calls each adapted function with one JSON string and
-expects a ``(kind, payload)`` tuple back (or a coroutine producing one):
+The native side calls each adapted function with one JSON string (for
+agents, a native input that has the task and encodes the rest as JSON on
+demand) and expects a ``(kind, payload)`` tuple back (or a coroutine
+producing one):
 
 * ``(0, text)``: an agent's plain-text answer,
 * ``(1, json)``: JSON (an AgentOutput, a speaker choice, a plan…),
@@ -68,11 +70,11 @@ class AgentContext:
     """What an agent can do besides answering; passed as the second argument
     to agents that take two (``def agent(inp, ctx)``)."""
 
-    __slots__ = ("_native", "_handoff")
+    __slots__ = ("_native", "_input")
 
-    def __init__(self, native: _native.AgentContext, handoff: Optional[Handoff] = None) -> None:
+    def __init__(self, native: _native.AgentContext, inp: Optional[AgentInput] = None) -> None:
         self._native = native
-        self._handoff = handoff
+        self._input = inp
 
     def delta(self, text: str) -> None:
         """Streams a piece of output (e.g. LLM tokens) as an ``agent_delta`` event."""
@@ -113,7 +115,7 @@ class AgentContext:
     def handoff(self) -> Optional[Handoff]:
         """In handoff runs, the handoff that made this agent active, with its
         typed ``payload``; None for the first agent and in other patterns."""
-        return self._handoff
+        return self._input.handoff if self._input is not None else None
 
 
 def failure(exc: BaseException, what: str) -> Reply:
@@ -194,13 +196,13 @@ def adapt_agent(name: str, fn: Callable[..., Any]) -> Tuple[Callable[[str, Any],
     what = f"agent {name!r}"
     with_ctx = wants_context(fn)
 
-    def invoke(raw: str, ctx: Any) -> Any:
+    def invoke(raw: Any, ctx: Any) -> Any:
         inp = AgentInput._from_json(raw)
-        return fn(inp, AgentContext(ctx, inp.handoff)) if with_ctx else fn(inp)
+        return fn(inp, AgentContext(ctx, inp)) if with_ctx else fn(inp)
 
     if is_async_callable(fn):
 
-        async def call_async(raw: str, ctx: Any) -> Reply:
+        async def call_async(raw: Any, ctx: Any) -> Reply:
             try:
                 out = await invoke(raw, ctx)
             except Exception as e:
@@ -216,7 +218,7 @@ def adapt_agent(name: str, fn: Callable[..., Any]) -> Tuple[Callable[[str, Any],
             return agent_failure(e, what)
         return convert_output(out)
 
-    def call_sync(raw: str, ctx: Any) -> Any:
+    def call_sync(raw: Any, ctx: Any) -> Any:
         try:
             out = invoke(raw, ctx)
         except Exception as e:

@@ -87,20 +87,37 @@ class Message:
 class AgentInput:
     """What an agent is asked: the task and the conversation so far."""
 
-    __slots__ = ("_d", "_messages")
+    __slots__ = ("_data", "_native", "_messages")
 
     def __init__(self, data: JSON) -> None:
-        self._d = data
+        self._data: Optional[JSON] = data
+        self._native: Any = None
         self._messages: Optional[List[Message]] = None
 
     @classmethod
-    def _from_json(cls, raw: str) -> AgentInput:
-        return cls(json.loads(raw))
+    def _from_json(cls, raw: Any) -> AgentInput:
+        """From JSON text, or from the native input (decoded on first use
+        beyond ``task``: most agents read nothing else)."""
+        if isinstance(raw, str):
+            return cls(json.loads(raw))
+        inp = cls.__new__(cls)
+        inp._data = None
+        inp._native = raw
+        inp._messages = None
+        return inp
+
+    @property
+    def _d(self) -> JSON:
+        if self._data is None:
+            self._data = json.loads(self._native.json())
+        return self._data
 
     @property
     def task(self) -> str:
         """The instruction for this step (the task, a sub-task, or the previous output)."""
-        return self._d["task"]  # type: ignore[no-any-return]
+        if self._data is None:
+            return self._native.task  # type: ignore[no-any-return]
+        return self._data["task"]  # type: ignore[no-any-return]
 
     @property
     def messages(self) -> List[Message]:
