@@ -46,24 +46,43 @@ const toSnakeKey = memo((k) =>
     .toLowerCase(),
 )
 
-function convert(value, keyFn, opaque) {
-  if (Array.isArray(value)) return value.map((v) => convert(v, keyFn, opaque))
+// What a key becomes and how its value is treated, per direction: one
+// memoized lookup per key instead of one per rule.
+const PLAIN = 0
+const KEEP = 1 // user data: the value is not converted
+const NAMED = 2 // a map keyed by names: only its values are converted
+
+function keyInfo(keyFn) {
+  return memo((k) => {
+    const snake = toSnakeKey(k)
+    const kind = OPAQUE.has(snake) ? KEEP : NAME_KEYED.has(snake) ? NAMED : PLAIN
+    return { key: keyFn(k), snake, kind }
+  })
+}
+const CAMEL_INFO = keyInfo(toCamelKey)
+const SNAKE_INFO = keyInfo(toSnakeKey)
+
+function convert(value, info, opaque) {
+  if (Array.isArray(value)) {
+    const out = new Array(value.length)
+    for (let i = 0; i < value.length; i++) out[i] = convert(value[i], info, opaque)
+    return out
+  }
   if (value === null || typeof value !== 'object') return value
   const out = {}
   for (const k in value) {
     if (!Object.prototype.hasOwnProperty.call(value, k)) continue
     const v = value[k]
     if (v === undefined) continue
-    const snake = toSnakeKey(k)
-    const key = keyFn(k)
-    if (OPAQUE.has(snake) || opaque.has(snake)) {
+    const { key, snake, kind } = info(k)
+    if (kind === KEEP || (opaque.size !== 0 && opaque.has(snake))) {
       out[key] = v
-    } else if (NAME_KEYED.has(snake) && v !== null && typeof v === 'object' && !Array.isArray(v)) {
+    } else if (kind === NAMED && v !== null && typeof v === 'object' && !Array.isArray(v)) {
       const inner = {}
-      for (const [name, x] of Object.entries(v)) inner[name] = convert(x, keyFn, opaque)
+      for (const [name, x] of Object.entries(v)) inner[name] = convert(x, info, opaque)
       out[key] = inner
     } else {
-      out[key] = convert(v, keyFn, opaque)
+      out[key] = convert(v, info, opaque)
     }
   }
   return out
@@ -74,17 +93,17 @@ const TOOL_RESULT = new Set(['result'])
 
 /** Core JSON (snake_case) to the JS shape (camelCase). */
 function toCamel(value) {
-  return convert(value, toCamelKey, NONE)
+  return convert(value, CAMEL_INFO, NONE)
 }
 
 /** JS shape (camelCase, snake_case accepted) to core JSON (snake_case). */
 function toSnake(value) {
-  return convert(value, toSnakeKey, NONE)
+  return convert(value, SNAKE_INFO, NONE)
 }
 
 /** An event's camelCase view; a tool result is user data. */
 function eventToCamel(raw) {
-  return convert(raw, toCamelKey, raw.type === 'tool_completed' ? TOOL_RESULT : NONE)
+  return convert(raw, CAMEL_INFO, raw.type === 'tool_completed' ? TOOL_RESULT : NONE)
 }
 
 // Agent inputs cross once per agent call, so their (fixed) shape has a
@@ -103,15 +122,33 @@ function messageToCamel(m) {
 }
 
 // `input.messages` from the conversation's JSON, parsed on first read; from
-// then on (or once assigned) a plain data property.
-function lazyMessages(out, json) {
-  const settle = (value) => {
-    Object.defineProperty(out, 'messages', { value, writable: true, enumerable: true, configurable: true })
-    return value
+// then on (or once assigned) a plain data property. An object literal with
+// an accessor is much cheaper to create than a `defineProperty` call.
+function settleMessages(target, value) {
+  Object.defineProperty(target, 'messages', { value, writable: true, enumerable: true, configurable: true })
+  return value
+}
+
+function withLazyMessages(raw, json) {
+  return {
+    task: raw.task,
+    get messages() {
+      return settleMessages(this, JSON.parse(json).map(messageToCamel))
+    },
+    set messages(value) {
+      settleMessages(this, value)
+    },
+    sessionId: raw.session_id,
+    runId: raw.run_id,
+    state: raw.state,
+    metadata: raw.metadata,
   }
+}
+
+function lazyMessages(out, json) {
   Object.defineProperty(out, 'messages', {
-    get: () => settle(JSON.parse(json).map(messageToCamel)),
-    set: settle,
+    get: () => settleMessages(out, JSON.parse(json).map(messageToCamel)),
+    set: (value) => settleMessages(out, value),
     enumerable: true,
     configurable: true,
   })
@@ -129,10 +166,16 @@ function agentInputToCamel(raw, messagesJson) {
       return converted
     }
   }
+  if (messagesJson !== undefined) {
+    // the direct path always sends task, ids, state and metadata
+    const out = withLazyMessages(raw, messagesJson)
+    if (raw.answer !== undefined) out.answer = raw.answer
+    if (raw.handoff !== undefined) out.handoff = raw.handoff
+    return out
+  }
   const out = {}
   if (raw.task !== undefined) out.task = raw.task
-  if (messagesJson !== undefined) lazyMessages(out, messagesJson)
-  else if (raw.messages !== undefined) out.messages = raw.messages.map(messageToCamel)
+  if (raw.messages !== undefined) out.messages = raw.messages.map(messageToCamel)
   if (raw.session_id !== undefined) out.sessionId = raw.session_id
   if (raw.run_id !== undefined) out.runId = raw.run_id
   if (raw.state !== undefined) out.state = raw.state

@@ -42,6 +42,44 @@ test('run() calls a sync agent directly, before it returns (no hop to another th
   assert.equal((await pending).output, 'two')
 })
 
+test('input.messages (parsed when first read) behaves like a plain property', async () => {
+  const orch = new Orchestrator()
+  const seen = {}
+  orch.addAgent('first', () => ({ content: 'one', data: { some_key: 1 } }))
+  orch.addAgent('reader', async (input) => {
+    await sleep(1)
+    seen.keys = Object.keys(input)
+    seen.json = JSON.parse(JSON.stringify(input)).messages
+    seen.spread = { ...input }.messages
+    seen.messages = input.messages
+    seen.same = input.messages === seen.messages
+    input.messages = ['replaced']
+    seen.replaced = input.messages
+    return 'read'
+  })
+  orch.addAgent('writer', (input) => {
+    input.messages = []
+    input.messages.push('mine')
+    seen.written = input.messages
+    return 'wrote'
+  })
+  const r = await orch.run('sequential', 'x', { agents: ['first', 'reader', 'writer'] })
+  assert.equal(r.status, 'completed')
+  assert.deepEqual(seen.keys, ['task', 'messages', 'sessionId', 'runId', 'state', 'metadata'])
+  assert.deepEqual(
+    seen.messages.map((m) => [m.role, m.name, m.content, m.data, typeof m.createdAt]),
+    [
+      ['user', undefined, 'x', undefined, 'string'],
+      ['assistant', 'first', 'one', { some_key: 1 }, 'string'],
+    ],
+  )
+  assert.deepEqual(seen.json, seen.messages)
+  assert.deepEqual(seen.spread, seen.messages)
+  assert.equal(seen.same, true)
+  assert.deepEqual(seen.replaced, ['replaced'])
+  assert.deepEqual(seen.written, ['mine'])
+})
+
 test('many concurrent runs with sync, async and timer agents interleaved all get their own results', async () => {
   const orch = mixedOrchestrator()
   let turn = 0
