@@ -83,6 +83,14 @@ enum Reply {
     Input(Question),
 }
 
+/// The common answer, decoded straight into its type; anything else (or a
+/// value of the wrong shape) goes through [`Reply`], which words the errors.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", bound = "R: DeserializeOwned")]
+enum OkReply<R> {
+    Ok(R),
+}
+
 /// What registration functions receive: the wrapped JS function itself.
 pub type JsFunction<'env> = Function<'env, String, Either<String, Promise<String>>>;
 
@@ -181,6 +189,11 @@ impl JsCallback {
                 Either::B(promise) => promise.await.map_err(failed)?,
             }
         };
+        if reply.starts_with(r#"{"ok":"#)
+            && let Ok(OkReply::Ok(value)) = serde_json::from_str::<OkReply<R>>(&reply)
+        {
+            return Ok(value);
+        }
         match serde_json::from_str::<Reply>(&reply) {
             Ok(Reply::Ok(v)) => serde_json::from_value(v)
                 .map_err(|e| CallbackError::Protocol(format!("unexpected answer: {e}"))),
@@ -237,7 +250,7 @@ impl LocalFn {
     ) -> napi::Result<LocalAnswer> {
         let env = Env::from_raw(raw_env);
         let func = self.func.borrow_back(&env)?;
-        let pending = Pending::reserve();
+        let slot = crate::local::next_slot();
         let mut undefined = std::ptr::null_mut();
         let mut result = std::ptr::null_mut();
         // SAFETY: on the JS thread of `raw_env` (checked by `here`), inside
@@ -250,7 +263,7 @@ impl LocalFn {
             };
             let args = [
                 String::to_napi_value(raw_env, json)?,
-                i64::to_napi_value(raw_env, pending.slot())?,
+                i64::to_napi_value(raw_env, slot)?,
                 messages,
             ];
             sys::napi_call_function(
@@ -284,7 +297,7 @@ impl LocalFn {
             sys::ValueType::napi_string => {
                 unsafe { String::from_napi_value(raw_env, result) }.map(LocalAnswer::Now)
             }
-            sys::ValueType::napi_undefined => Ok(LocalAnswer::Later(pending)),
+            sys::ValueType::napi_undefined => Ok(LocalAnswer::Later(Pending::register(slot))),
             _ => Err(napi::Error::new(
                 Status::InvalidArg,
                 "callback answered neither a string nor undefined",

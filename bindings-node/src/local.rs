@@ -135,24 +135,27 @@ pub struct Pending {
     rx: oneshot::Receiver<String>,
 }
 
+/// The slot number for the next direct call on this thread.
+pub fn next_slot() -> i64 {
+    LOCAL.with(|l| {
+        let slot = l.next_slot.get().wrapping_add(1);
+        l.next_slot.set(slot);
+        slot
+    })
+}
+
 impl Pending {
-    /// Reserves a slot on this (JS) thread for a call about to be made.
-    pub fn reserve() -> Self {
+    /// Waits for `slot`'s answer. Registered after the call returned: the
+    /// facade settles from a Promise callback, never during the call.
+    pub fn register(slot: i64) -> Self {
         let (tx, rx) = oneshot::channel();
-        let slot = LOCAL.with(|l| {
-            let slot = l.next_slot.get().wrapping_add(1);
-            l.next_slot.set(slot);
+        LOCAL.with(|l| {
             l.slots
                 .borrow_mut()
                 .get_or_insert_with(HashMap::new)
                 .insert(slot, tx);
-            slot
         });
         Self { slot, rx }
-    }
-
-    pub fn slot(&self) -> i64 {
-        self.slot
     }
 
     /// The answer, once JS settles it; `None` if the slot was dropped unsettled.
