@@ -70,11 +70,13 @@ class AgentContext:
     """What an agent can do besides answering; passed as the second argument
     to agents that take two (``def agent(inp, ctx)``)."""
 
-    __slots__ = ("_native", "_input")
+    __slots__ = ("_native", "_handoff", "_input")
 
-    def __init__(self, native: _native.AgentContext, inp: Optional[AgentInput] = None) -> None:
+    def __init__(self, native: _native.AgentContext, handoff: Optional[Handoff] = None) -> None:
         self._native = native
-        self._input = inp
+        self._handoff = handoff
+        # Set by the adapter: the handoff is read from the input on demand.
+        self._input: Optional[AgentInput] = None
 
     def delta(self, text: str) -> None:
         """Streams a piece of output (e.g. LLM tokens) as an ``agent_delta`` event."""
@@ -115,7 +117,7 @@ class AgentContext:
     def handoff(self) -> Optional[Handoff]:
         """In handoff runs, the handoff that made this agent active, with its
         typed ``payload``; None for the first agent and in other patterns."""
-        return self._input.handoff if self._input is not None else None
+        return self._input.handoff if self._input is not None else self._handoff
 
 
 def failure(exc: BaseException, what: str) -> Reply:
@@ -198,7 +200,11 @@ def adapt_agent(name: str, fn: Callable[..., Any]) -> Tuple[Callable[[str, Any],
 
     def invoke(raw: Any, ctx: Any) -> Any:
         inp = AgentInput._from_json(raw)
-        return fn(inp, AgentContext(ctx, inp)) if with_ctx else fn(inp)
+        if not with_ctx:
+            return fn(inp)
+        context = AgentContext(ctx)
+        context._input = inp
+        return fn(inp, context)
 
     if is_async_callable(fn):
 
