@@ -327,14 +327,17 @@ impl PyOrchestrator {
     }
 
     /// Cancels a run in flight; False if it is not running here.
-    fn cancel(&self, run_id: &str) -> bool {
-        self.inner.cancel(run_id)
+    fn cancel(&self, py: Python<'_>, run_id: &str) -> bool {
+        // Without the GIL: a Tokio thread may hold the registry of runs in
+        // flight while it waits for the GIL to wake a run's event loop.
+        py.detach(|| self.inner.cancel(run_id))
     }
 
     /// Asks a run in flight to stop cleanly at its next step boundary; False
     /// if it is not running here.
-    fn stop(&self, run_id: &str, reason: String) -> bool {
-        self.inner.stop(run_id, reason)
+    fn stop(&self, py: Python<'_>, run_id: &str, reason: String) -> bool {
+        // Without the GIL, as `cancel`.
+        py.detach(|| self.inner.stop(run_id, reason))
     }
 
     /// Registers a termination predicate, used with `{"custom": name}`. The
@@ -375,8 +378,9 @@ impl PyOrchestrator {
         Ok(RunHandle::spawn(stream, true, Arc::clone(&self.runs)))
     }
 
-    fn active_runs(&self) -> usize {
-        self.inner.active_runs()
+    fn active_runs(&self, py: Python<'_>) -> usize {
+        // Without the GIL, as `cancel`.
+        py.detach(|| self.inner.active_runs())
     }
 
     /// Registers a person as an agent (the core's `HumanAgent`): each of
