@@ -6,7 +6,8 @@
 //!
 //! - [`orchestrator`]: the native `Orchestrator` and `RunHandle`.
 //! - [`agent`]: Python callables as core agents, managers and planners.
-//! - [`bridge`]: how a Python call runs (blocking pool or the caller's loop).
+//! - [`driver`]: `await orch.run(...)` polls the run on the caller's loop thread.
+//! - [`bridge`]: how a Python call runs (right there, the blocking pool, or the caller's loop).
 //! - [`store`]: memory and Redis session stores.
 //! - `remote`: the core's HTTP, OpenAI-compatible and A2A agents (feature `http-agents`).
 //! - `queue`: queue agents and `serve_agent` workers (features `redis` / `nats`).
