@@ -153,7 +153,10 @@ impl JsCallback {
     {
         self.call_encoded(|direct| {
             if direct {
-                Ok((encode(head)?, Some(encode(messages)?)))
+                let messages = crate::local::with_conversation(messages).map_err(|e| {
+                    CallbackError::Protocol(format!("could not encode the call: {e}"))
+                })?;
+                Ok((encode(head)?, Some(messages)))
             } else {
                 Ok((encode(whole)?, None))
             }

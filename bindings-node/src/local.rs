@@ -45,6 +45,7 @@ use napi::{
     threadsafe_function::{ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode},
 };
 use napi_derive::napi;
+use orchestra_core::Message;
 use tokio::{runtime::Handle, sync::oneshot};
 
 use crate::error::binding_error;
@@ -68,6 +69,53 @@ unsafe impl Send for Deferred {}
 struct Running {
     future: RunFuture,
     deferred: Deferred,
+    /// The run's conversation JSON as last handed to JS (see [`with_conversation`]).
+    conversation: ConversationJson,
+}
+
+/// The conversation of one run as JSON, kept between its agent calls:
+/// successive calls (and the agents of one concurrent step) get the same
+/// messages plus a few new ones, so only the new ones are serialized.
+#[derive(Default)]
+pub struct ConversationJson {
+    messages: Vec<Message>,
+    /// Where each message's JSON ends in `json`.
+    ends: Vec<usize>,
+    /// `[` and the messages' JSON, comma-separated, without the closing `]`.
+    json: String,
+}
+
+impl ConversationJson {
+    /// `messages` as a JSON array.
+    pub fn encode(&mut self, messages: &[Message]) -> serde_json::Result<String> {
+        let same = self
+            .messages
+            .iter()
+            .zip(messages)
+            .take_while(|(a, b)| a == b)
+            .count();
+        self.messages.truncate(same);
+        self.ends.truncate(same);
+        match self.ends.last() {
+            Some(&end) => self.json.truncate(end),
+            None => {
+                self.json.clear();
+                self.json.push('[');
+            }
+        }
+        for m in &messages[same..] {
+            if !self.ends.is_empty() {
+                self.json.push(',');
+            }
+            self.json.push_str(&serde_json::to_string(m)?);
+            self.ends.push(self.json.len());
+            self.messages.push(m.clone());
+        }
+        let mut out = String::with_capacity(self.json.len() + 1);
+        out.push_str(&self.json);
+        out.push(']');
+        Ok(out)
+    }
 }
 
 /// One run driven on the JS thread.
@@ -106,6 +154,8 @@ struct Local {
     pending: Cell<usize>,
     /// The threadsafe function of this thread's env, created with the first run.
     wakeup: RefCell<Option<(sys::napi_env, Arc<Wakeup>)>>,
+    /// The conversation cache of the run being polled.
+    conversation: RefCell<Option<ConversationJson>>,
     /// Direct calls whose JS answer is a pending Promise, by slot number.
     slots: RefCell<Option<HashMap<i64, oneshot::Sender<String>>>>,
     next_slot: Cell<i64>,
@@ -121,6 +171,7 @@ thread_local! {
             drain_requested: Cell::new(false),
             pending: Cell::new(0),
             wakeup: RefCell::new(None),
+            conversation: RefCell::new(None),
             slots: RefCell::new(None),
             next_slot: Cell::new(0),
         }
@@ -133,6 +184,18 @@ thread_local! {
 pub struct Pending {
     slot: i64,
     rx: oneshot::Receiver<String>,
+}
+
+/// `messages` as JSON, through the cache of the run being polled (plain
+/// serialization outside a poll).
+pub fn with_conversation(messages: &[Message]) -> serde_json::Result<String> {
+    let cached = LOCAL.with(|l| {
+        l.conversation
+            .borrow_mut()
+            .as_mut()
+            .map(|c| c.encode(messages))
+    });
+    cached.unwrap_or_else(|| serde_json::to_string(messages))
 }
 
 /// The slot number for the next direct call on this thread.
@@ -220,6 +283,7 @@ pub fn spawn<'env>(env: &'env Env, future: RunFuture) -> napi::Result<PromiseRaw
         running: Mutex::new(Some(Running {
             future,
             deferred: Deferred(deferred),
+            conversation: ConversationJson::default(),
         })),
         queued: AtomicBool::new(true),
         thread: thread::current().id(),
@@ -378,14 +442,21 @@ fn poll_task(env: sys::napi_env, task: &Arc<Task>) {
     let mut scope = ptr::null_mut();
     // SAFETY: on the JS thread of `env` (tasks are only queued there).
     let opened = unsafe { sys::napi_open_handle_scope(env, &mut scope) } == sys::Status::napi_ok;
-    let outer = LOCAL.with(|l| l.polling.replace(env));
+    let conversation = std::mem::take(&mut running.conversation);
+    let outer = LOCAL.with(|l| {
+        *l.conversation.borrow_mut() = Some(conversation);
+        l.polling.replace(env)
+    });
     let waker = Waker::from(task.clone());
     let mut cx = Context::from_waker(&waker);
     let polled = {
         let _runtime = task.runtime.enter();
         catch_unwind(AssertUnwindSafe(|| running.future.as_mut().poll(&mut cx)))
     };
-    LOCAL.with(|l| l.polling.set(outer));
+    running.conversation = LOCAL.with(|l| {
+        l.polling.set(outer);
+        l.conversation.borrow_mut().take().unwrap_or_default()
+    });
     let output = match polled {
         Ok(Poll::Pending) => None,
         Ok(Poll::Ready(output)) => Some(output),

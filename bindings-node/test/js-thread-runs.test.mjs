@@ -80,6 +80,28 @@ test('input.messages (parsed when first read) behaves like a plain property', as
   assert.deepEqual(seen.written, ['mine'])
 })
 
+test('every call sees the conversation so far, round after round and across a session', async () => {
+  const orch = new Orchestrator()
+  const seen = []
+  for (const name of ['a', 'b']) {
+    orch.addAgent(name, async (input) => {
+      seen.push(input.messages.map((m) => `${m.name ?? m.role}:${m.content}`))
+      return `${name}${seen.length}`
+    })
+  }
+  const first = await orch.run('group_chat', 'topic', { agents: ['a', 'b'], options: { maxRounds: 4 } })
+  assert.deepEqual(seen, [
+    ['user:topic'],
+    ['user:topic', 'a:a1'],
+    ['user:topic', 'a:a1', 'b:b2'],
+    ['user:topic', 'a:a1', 'b:b2', 'a:a3'],
+  ])
+  seen.length = 0
+  await orch.run('concurrent', 'again', { agents: ['a', 'b'], sessionId: first.sessionId })
+  const history = ['user:topic', 'a:a1', 'b:b2', 'a:a3', 'b:b4', 'user:again']
+  assert.deepEqual(seen, [history, history])
+})
+
 test('many concurrent runs with sync, async and timer agents interleaved all get their own results', async () => {
   const orch = mixedOrchestrator()
   let turn = 0
