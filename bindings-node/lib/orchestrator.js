@@ -471,6 +471,9 @@ class Orchestrator {
     if (opts.signal) {
       result = await this._runWithSignal(request, opts.signal)
     } else {
+      // The run is driven on this thread and calls JS agents directly; it
+      // starts on the next microtask, so no agent runs inside this call.
+      await undefined
       let json
       try {
         json = await this._native.run(request)

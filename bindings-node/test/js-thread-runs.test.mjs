@@ -26,7 +26,7 @@ function mixedOrchestrator(config) {
   return orch
 }
 
-test('run() calls a sync agent directly, before it returns (no hop to another thread)', async () => {
+test('run() calls its agents directly: before the event loop turns, but not inside run() itself', async () => {
   const orch = new Orchestrator()
   const seen = []
   orch.addAgent('first', (input) => {
@@ -38,6 +38,9 @@ test('run() calls a sync agent directly, before it returns (no hop to another th
     return 'two'
   })
   const pending = orch.run('sequential', 'x', { agents: ['first', 'second'] })
+  assert.deepEqual(seen, [])
+  // A call through another thread would need an event loop turn; these are microtasks only.
+  for (let i = 0; i < 10 && seen.length < 2; i++) await null
   assert.deepEqual(seen, ['x', 'second'])
   assert.equal((await pending).output, 'two')
 })
