@@ -307,3 +307,34 @@ def test_two_event_loops_in_two_threads() -> None:
     for name in ("A", "B"):
         assert outputs[name] == [f"{name}wma"] + ["completed"] * 20
         assert loops[name] and all(lp is own[name] for lp in loops[name])
+
+
+async def test_closing_a_run_mid_flight_cancels_it(never: asyncio.Event) -> None:
+    o = orchestra.Orchestrator()
+    cancelled = asyncio.Event()
+
+    async def wait(inp: orchestra.AgentInput) -> str:
+        try:
+            await never.wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "never"
+
+    o.add_agent("wait", wait)
+    sid = str(uuid.uuid4())
+    run = o.run("sequential", "t", agents=["wait"], session_id=sid)
+    # Step the coroutine by hand up to the agent's suspension, then drop it.
+    yielded = run.send(None)
+    assert isinstance(yielded, asyncio.Future)
+    assert o.active_runs == 1
+    run.close()
+    await asyncio.wait_for(cancelled.wait(), 10)
+    # The core records a dropped run as cancelled from a task of its own.
+    for _ in range(1000):
+        session = await o.get_session(sid)
+        if session is not None and session.runs and session.runs[0].status == "cancelled":
+            break
+        await asyncio.sleep(0.01)
+    assert session is not None and [r.status for r in session.runs] == ["cancelled"]
+    assert o.active_runs == 0

@@ -20,14 +20,14 @@ with their traceback.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import contextvars
 import functools
 import inspect
 import json
 import logging
 import sys
-import types
-from typing import Any, Callable, Generator, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from . import _orchestra as _native
 from ._errors import AgentError, InputRequired
@@ -367,30 +367,48 @@ def _task_done(on_done: Callable[[Any], None], task: asyncio.Task[Any]) -> None:
     on_done(failure(exc, "callable") if exc is not None else task.result())
 
 
-@types.coroutine
-def _relay(coro: Any, yielded: Any) -> Generator[Any, Any, Any]:
-    """Goes on with a coroutine that was started outside any task: passes
-    what it yields to the task and what the task sends or throws back."""
-    while True:
-        try:
-            sent = yield yielded
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                yielded = coro.send(sent)
-            except StopIteration as stop:
-                return stop.value
+class _Resumed(collections.abc.Coroutine):  # type: ignore[type-arg]
+    """A coroutine started outside any task (by ``eager``), handed to a task
+    for the rest: the task's first ``send`` gets what the coroutine yielded;
+    everything else goes to the coroutine, including a cancellation that
+    comes before the task's first step (a plain wrapper coroutine would not
+    pass that one on)."""
 
+    __slots__ = ("_coro", "_first", "_started")
 
-async def _rest(coro: Any, yielded: Any) -> Any:
-    return await _relay(coro, yielded)
+    def __init__(self, coro: Any, first: Any) -> None:
+        self._coro = coro
+        self._first = first
+        self._started = False
+
+    def send(self, value: Any) -> Any:
+        if not self._started:
+            self._started = True
+            return self._first
+        return self._coro.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        self._started = True
+        if val is None and tb is None:
+            return self._coro.throw(typ)
+        return self._coro.throw(typ, val, tb)
+
+    def close(self) -> None:
+        self._coro.close()
+
+    @property
+    def __name__(self) -> str:
+        """The coroutine's name, for the task's repr."""
+        return getattr(self._coro, "__qualname__", type(self._coro).__name__)
+
+    def __await__(self) -> Any:
+        return self
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
 
 
 def eager(loop: asyncio.AbstractEventLoop, coro: Any) -> Any:
@@ -404,8 +422,8 @@ def eager(loop: asyncio.AbstractEventLoop, coro: Any) -> Any:
     except StopIteration as stop:
         return stop.value
     if sys.version_info >= (3, 11):
-        return loop.create_task(_rest(coro, yielded), context=context)
-    return context.run(loop.create_task, _rest(coro, yielded))
+        return loop.create_task(_Resumed(coro, yielded), context=context)
+    return context.run(loop.create_task, _Resumed(coro, yielded))
 
 
 def when_done(task: asyncio.Task[Any], on_done: Callable[[Any], None]) -> None:
