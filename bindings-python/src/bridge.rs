@@ -37,8 +37,6 @@ use std::{
 };
 
 use orchestra_core::AgentContext;
-
-use crate::{agent::PyAgentInput, driver::LoopWaker};
 use pyo3::{
     exceptions::PyRuntimeError,
     prelude::*,
@@ -47,6 +45,8 @@ use pyo3::{
 };
 use pyo3_async_runtimes::TaskLocals;
 use tokio::sync::oneshot;
+
+use crate::{agent::PyAgentInput, driver::LoopWaker};
 
 tokio::task_local! {
     static EVENT_LOOP: TaskLocals;
