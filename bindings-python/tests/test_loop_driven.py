@@ -338,3 +338,19 @@ async def test_closing_a_run_mid_flight_cancels_it(never: asyncio.Event) -> None
         await asyncio.sleep(0.01)
     assert session is not None and [r.status for r in session.runs] == ["cancelled"]
     assert o.active_runs == 0
+
+
+async def test_run_sync_inside_a_plain_function_agent() -> None:
+    # The nested run's loop runs on a thread of the blocking pool.
+    o = orchestra.Orchestrator()
+    mixed(o)
+
+    def nested(inp: orchestra.AgentInput) -> str:
+        inner = o.run_sync("sequential", inp.task, agents=["instant", "awaiting"])
+        return f"[{inner.output}]"
+
+    o.add_agent("nested", nested)
+    results = await asyncio.gather(
+        *(o.run("sequential", f"t{i}", agents=["instant", "nested", "plain"]) for i in range(10))
+    )
+    assert [r.output for r in results] == [f"[t{i}iia]p" for i in range(10)]
