@@ -227,7 +227,10 @@ class Orchestrator:
     ``store`` holds sessions: ``MemoryStore()`` (the default) or
     ``RedisStore(url, prefix=...)``. Agents are plain functions (run on a
     worker thread, so they never block the event loop) or coroutine
-    functions (awaited on the caller's event loop).
+    functions (awaited on the caller's event loop, in a copy of its
+    context). ``await orch.run(...)`` runs the pattern on the calling task
+    itself: a coroutine agent starts right there, and only one that has to
+    wait goes on as a task of its own.
     """
 
     def __init__(self, store: Optional[Store] = None) -> None:
