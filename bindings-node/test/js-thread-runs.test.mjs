@@ -6,6 +6,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
+import { Worker } from 'node:worker_threads'
+import { fileURLToPath } from 'node:url'
 import { Orchestrator, RedisStore, TimeoutError } from '../index.mjs'
 import { deferred } from './helpers.mjs'
 
@@ -339,4 +341,64 @@ test('the process exits by itself once its runs (memory and Redis) have finished
   `)
   assert.equal(code, 0, stderr)
   assert.equal(stdout.trim(), '40')
+})
+
+const INDEX_CJS = JSON.stringify(fileURLToPath(new URL('../index.js', import.meta.url)))
+
+function worker(source) {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(source, { eval: true })
+    const messages = []
+    w.on('message', (m) => {
+      messages.push(m)
+      if (m === 'started') w.terminate()
+    })
+    w.on('error', reject)
+    w.on('exit', (code) => resolve({ code, messages }))
+  })
+}
+
+test('runs in worker threads are driven on each worker\'s own thread', { timeout: 20000 }, async () => {
+  const source = `
+    const { parentPort } = require('node:worker_threads')
+    const { Orchestrator } = require(${INDEX_CJS})
+    const orch = new Orchestrator()
+    orch.addAgent('a', (input) => 'a:' + input.task)
+    orch.addAgent('b', async (input) => {
+      await new Promise((resolve) => setTimeout(resolve, 2))
+      return 'b:' + input.task
+    })
+    Promise.all([1, 2, 3].map((n) => orch.run('sequential', 't' + n, { agents: ['a', 'b'] }))).then((rs) =>
+      parentPort.postMessage(rs.map((r) => r.output)),
+    )
+  `
+  const results = await Promise.all([worker(source), worker(source)])
+  for (const { code, messages } of results) {
+    assert.equal(code, 0)
+    assert.deepEqual(messages, [['b:a:t1', 'b:a:t2', 'b:a:t3']])
+  }
+})
+
+test('terminating a worker with runs pending (on a Promise and on a Tokio timer) is safe', { timeout: 20000 }, async () => {
+  const source = `
+    const { parentPort } = require('node:worker_threads')
+    const { Orchestrator } = require(${INDEX_CJS})
+    const orch = new Orchestrator()
+    orch.addAgent('stuck', () => new Promise(() => {}))
+    orch.addAgent('flaky', () => {
+      const e = new Error('again')
+      e.retryable = true
+      throw e
+    })
+    orch.run('sequential', 't', { agents: ['stuck'] })
+    orch.run('sequential', 't', { agents: ['flaky'], options: { retry: { maxRetries: 50, initialBackoffMs: 2 } } })
+    setTimeout(() => parentPort.postMessage('started'), 10)
+  `
+  for (let i = 0; i < 3; i++) {
+    const { messages } = await worker(source)
+    assert.deepEqual(messages, ['started'])
+  }
+  const orch = new Orchestrator()
+  orch.addAgent('after', () => 'still fine')
+  assert.equal((await orch.run('sequential', 'x', { agents: ['after'] })).output, 'still fine')
 })
