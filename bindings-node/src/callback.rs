@@ -29,7 +29,7 @@ use orchestra_core::{InputRequest, Message};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
-use crate::local::Pending;
+use crate::local::{Pending, js_string};
 
 /// A JS function `(json: string) => string | Promise<string>`: a sync user
 /// function answers in the same JS turn, without a Promise. Weak: a
@@ -261,11 +261,11 @@ impl LocalFn {
         let status = unsafe {
             sys::napi_get_undefined(raw_env, &mut undefined);
             let messages = match messages {
-                Some(m) => String::to_napi_value(raw_env, m)?,
+                Some(m) => js_string(raw_env, &m)?,
                 None => undefined,
             };
             let args = [
-                String::to_napi_value(raw_env, json)?,
+                js_string(raw_env, &json)?,
                 i64::to_napi_value(raw_env, slot)?,
                 messages,
             ];

@@ -40,7 +40,7 @@ use std::{
 
 use napi::{
     Env, JsError, Status,
-    bindgen_prelude::{PromiseRaw, ToNapiValue, within_runtime_if_available},
+    bindgen_prelude::{PromiseRaw, within_runtime_if_available},
     sys,
     threadsafe_function::{ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode},
 };
@@ -489,12 +489,39 @@ fn finished(env: sys::napi_env, wakeup: &Wakeup) {
     }
 }
 
+/// A JS string from JSON text. Such text is mostly ASCII, and an ASCII
+/// string is copied as Latin-1, which skips V8's UTF-8 decoding.
+///
+/// # Safety
+///
+/// On the JS thread of `env`, inside a handle scope.
+pub unsafe fn js_string(env: sys::napi_env, s: &str) -> napi::Result<sys::napi_value> {
+    let mut value = ptr::null_mut();
+    let len = isize::try_from(s.len())
+        .map_err(|_| napi::Error::new(Status::InvalidArg, "string too long"))?;
+    // SAFETY: `s` is valid for `len` bytes; the caller guarantees the thread and scope.
+    let status = unsafe {
+        if s.is_ascii() {
+            sys::napi_create_string_latin1(env, s.as_ptr().cast(), len, &mut value)
+        } else {
+            sys::napi_create_string_utf8(env, s.as_ptr().cast(), len, &mut value)
+        }
+    };
+    if status != sys::Status::napi_ok {
+        return Err(napi::Error::new(
+            Status::from(status),
+            "could not create a string",
+        ));
+    }
+    Ok(value)
+}
+
 /// Resolves or rejects the run's Promise.
 fn settle(env: sys::napi_env, deferred: Deferred, output: napi::Result<String>) {
     // SAFETY: on the JS thread that created `deferred`, inside a handle scope.
     let status = unsafe {
         match output {
-            Ok(json) => match String::to_napi_value(env, json) {
+            Ok(json) => match js_string(env, &json) {
                 Ok(value) => sys::napi_resolve_deferred(env, deferred.0, value),
                 Err(e) => {
                     sys::napi_reject_deferred(env, deferred.0, JsError::from(e).into_value(env))

@@ -107,6 +107,20 @@ test('every call sees the conversation so far, round after round and across a se
   assert.deepEqual(seen, [history, history])
 })
 
+test('non-ASCII text crosses both ways intact', async () => {
+  const orch = new Orchestrator()
+  const seen = []
+  orch.addAgent('first', (input) => `${input.task} → héllo ✓ 你好 😀`)
+  orch.addAgent('second', async (input) => {
+    seen.push(input.task, input.messages.map((m) => m.content))
+    return `${input.task}!`
+  })
+  const r = await orch.run('sequential', 'café', { agents: ['first', 'second'] })
+  assert.equal(r.output, 'café → héllo ✓ 你好 😀!')
+  assert.deepEqual(seen, ['café → héllo ✓ 你好 😀', ['café', 'café → héllo ✓ 你好 😀']])
+  assert.equal(r.task, 'café')
+})
+
 test('many concurrent runs with sync, async and timer agents interleaved all get their own results', async () => {
   const orch = mixedOrchestrator()
   let turn = 0
