@@ -91,7 +91,9 @@ enum OkReply<R> {
     Ok(R),
 }
 
-/// What registration functions receive: the wrapped JS function itself.
+/// What registration functions receive: the facade's wrapper itself,
+/// `(json, slot?, messages?) => string | Promise<string> | undefined` (see
+/// `wrapCallback` in `lib/orchestrator.js`).
 pub type JsFunction<'env> = Function<'env, String, Either<String, Promise<String>>>;
 
 /// A shared handle on a JS callback.
@@ -110,8 +112,9 @@ impl JsCallback {
         }
     }
 
-    /// A callback that runs driven on the JS thread call directly; called on
-    /// the JS thread at registration.
+    /// A callback that runs driven on the JS thread call directly (and
+    /// everything else through its threadsafe function). Made on the JS
+    /// thread, at registration.
     pub fn with_local(env: &Env, f: &JsFunction<'_>) -> napi::Result<Self> {
         let tsfn: JsCallbackFn = f
             .build_threadsafe_function::<String>()
