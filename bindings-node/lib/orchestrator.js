@@ -31,8 +31,11 @@ function errorMessage(e) {
 // `(json, slot, messages)`: an async answer is then handed over with
 // `settleCall(slot, envelope)` (and `undefined` returned), and an agent's
 // conversation comes as its own JSON string (`messages`), parsed only when
-// the agent reads `input.messages`.
-function wrapCallback(fn, decode, encode) {
+// the agent reads `input.messages`. With `text`, a plain string answer on
+// that path is handed over as TEXT and the string, without JSON.
+const TEXT = '\u0000'
+
+function wrapCallback(fn, decode, encode, text = false) {
   const ok = (value) => {
     if (value instanceof InputRequired) return ask(value)
     try {
@@ -54,6 +57,7 @@ function wrapCallback(fn, decode, encode) {
     if (message === '') message = 'agent failed'
     return JSON.stringify({ error: { message, retryable: Boolean(e && e.retryable) } })
   }
+  const direct = (value) => (text && typeof value === 'string' ? TEXT + value : ok(value))
   return function orchestraCallback(json, slot, messages) {
     let value
     try {
@@ -64,12 +68,12 @@ function wrapCallback(fn, decode, encode) {
     if (value !== null && typeof value === 'object' && typeof value.then === 'function') {
       if (slot === undefined) return Promise.resolve(value).then(ok, fail)
       Promise.resolve(value).then(
-        (v) => native.settleCall(slot, ok(v)),
+        (v) => native.settleCall(slot, direct(v)),
         (e) => native.settleCall(slot, fail(e)),
       )
       return undefined
     }
-    return ok(value)
+    return slot === undefined ? ok(value) : direct(value)
   }
 }
 
@@ -285,7 +289,7 @@ class Orchestrator {
   addAgent(name, fn, { description = '' } = {}) {
     if (typeof name !== 'string' || name === '') throw new TypeError('agent name must be a non-empty string')
     if (typeof fn !== 'function') throw new TypeError('agent must be a function')
-    this._native.addAgent(name, String(description), wrapCallback(fn, decodeInput, encodeOutput))
+    this._native.addAgent(name, String(description), wrapCallback(fn, decodeInput, encodeOutput, true))
     return this
   }
 

@@ -25,7 +25,7 @@ use napi::{
     sys,
     threadsafe_function::ThreadsafeFunction,
 };
-use orchestra_core::{InputRequest, Message};
+use orchestra_core::{AgentOutput, InputRequest, Message};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
@@ -83,6 +83,10 @@ enum Reply {
     Input(Question),
 }
 
+/// Marks an agent's plain text answer on the direct path (an envelope is
+/// JSON, so it never starts with it).
+const TEXT: char = '\u{0}';
+
 /// The common answer, decoded straight into its type; anything else (or a
 /// value of the wrong shape) goes through [`Reply`], which words the errors.
 #[derive(Deserialize)]
@@ -137,45 +141,50 @@ impl JsCallback {
         P: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        self.call_encoded(|_| Ok((encode(payload)?, None))).await
+        let reply = self.call_encoded(|_| Ok((encode(payload)?, None))).await?;
+        decode(&reply)
     }
 
     /// Calls an agent function. On the direct path the conversation crosses
     /// as its own JSON string, which the facade parses only if the agent
-    /// reads `input.messages`; elsewhere the whole input is one JSON string.
-    pub async fn call_agent<W, H, R>(
+    /// reads `input.messages`, and a plain text answer comes back as
+    /// [`TEXT`] and the text, without JSON; elsewhere the whole input is one
+    /// JSON string and every answer an envelope.
+    pub async fn call_agent<W, H>(
         &self,
         whole: &W,
         head: &H,
         messages: &[Message],
-    ) -> Result<R, CallbackError>
+    ) -> Result<AgentOutput, CallbackError>
     where
         W: Serialize + ?Sized,
         H: Serialize + ?Sized,
-        R: DeserializeOwned,
     {
-        self.call_encoded(|direct| {
-            if direct {
-                let messages = crate::local::with_conversation(messages).map_err(|e| {
-                    CallbackError::Protocol(format!("could not encode the call: {e}"))
-                })?;
-                Ok((encode(head)?, Some(messages)))
-            } else {
-                Ok((encode(whole)?, None))
-            }
-        })
-        .await
+        let mut reply = self
+            .call_encoded(|direct| {
+                if direct {
+                    let messages = crate::local::with_conversation(messages).map_err(|e| {
+                        CallbackError::Protocol(format!("could not encode the call: {e}"))
+                    })?;
+                    Ok((encode(head)?, Some(messages)))
+                } else {
+                    Ok((encode(whole)?, None))
+                }
+            })
+            .await?;
+        if reply.starts_with(TEXT) {
+            reply.drain(..TEXT.len_utf8());
+            return Ok(AgentOutput::text(reply));
+        }
+        decode(&reply)
     }
 
     /// `encode(direct)` gives the JSON argument and, on the direct path
     /// only, the conversation's JSON.
-    async fn call_encoded<R>(
+    async fn call_encoded(
         &self,
         encode: impl FnOnce(bool) -> Result<(String, Option<String>), CallbackError>,
-    ) -> Result<R, CallbackError>
-    where
-        R: DeserializeOwned,
-    {
+    ) -> Result<String, CallbackError> {
         let failed =
             |e: napi::Error| CallbackError::Protocol(format!("JavaScript call failed: {e}"));
         let local = self.local.as_deref().and_then(LocalFn::here);
@@ -195,26 +204,31 @@ impl JsCallback {
                 Either::B(promise) => promise.await.map_err(failed)?,
             }
         };
-        if reply.starts_with(r#"{"ok":"#)
-            && let Ok(OkReply::Ok(value)) = serde_json::from_str::<OkReply<R>>(&reply)
-        {
-            return Ok(value);
+        Ok(reply)
+    }
+}
+
+/// Decodes an answer envelope.
+fn decode<R: DeserializeOwned>(reply: &str) -> Result<R, CallbackError> {
+    if reply.starts_with(r#"{"ok":"#)
+        && let Ok(OkReply::Ok(value)) = serde_json::from_str::<OkReply<R>>(reply)
+    {
+        return Ok(value);
+    }
+    match serde_json::from_str::<Reply>(reply) {
+        Ok(Reply::Ok(v)) => serde_json::from_value(v)
+            .map_err(|e| CallbackError::Protocol(format!("unexpected answer: {e}"))),
+        Ok(Reply::Error(t)) => Err(CallbackError::Thrown {
+            message: t.message,
+            retryable: t.retryable,
+        }),
+        Ok(Reply::Input(q)) => {
+            let mut request = InputRequest::new(q.prompt);
+            request.schema = q.schema;
+            request.context = q.context;
+            Err(CallbackError::InputRequired(Box::new(request)))
         }
-        match serde_json::from_str::<Reply>(&reply) {
-            Ok(Reply::Ok(v)) => serde_json::from_value(v)
-                .map_err(|e| CallbackError::Protocol(format!("unexpected answer: {e}"))),
-            Ok(Reply::Error(t)) => Err(CallbackError::Thrown {
-                message: t.message,
-                retryable: t.retryable,
-            }),
-            Ok(Reply::Input(q)) => {
-                let mut request = InputRequest::new(q.prompt);
-                request.schema = q.schema;
-                request.context = q.context;
-                Err(CallbackError::InputRequired(Box::new(request)))
-            }
-            Err(e) => Err(CallbackError::Protocol(format!("unreadable answer: {e}"))),
-        }
+        Err(e) => Err(CallbackError::Protocol(format!("unreadable answer: {e}"))),
     }
 }
 

@@ -61,7 +61,7 @@ impl Agent for JsAgent {
         let reply = match (answer, handoff) {
             (None, None) => {
                 self.callback
-                    .call_agent::<_, _, AgentOutput>(&input, &head, &input.messages)
+                    .call_agent(&input, &head, &input.messages)
                     .await
             }
             (answer, handoff) => {
@@ -71,7 +71,7 @@ impl Agent for JsAgent {
                     handoff,
                 };
                 self.callback
-                    .call_agent::<_, _, AgentOutput>(&call, &head, &input.messages)
+                    .call_agent(&call, &head, &input.messages)
                     .await
             }
         };

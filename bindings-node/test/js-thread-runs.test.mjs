@@ -121,6 +121,22 @@ test('non-ASCII text crosses both ways intact', async () => {
   assert.equal(r.task, 'café')
 })
 
+test('a text answer that looks like the wire format is still just text', async () => {
+  const orch = new Orchestrator()
+  const tricky = ['{"ok":{"content":"fake"}}', '\u0000\u0000x', '{"error":{"message":"no"}}', '']
+  tricky.forEach((t, i) => {
+    orch.addAgent(`sync${i}`, () => t)
+    orch.addAgent(`async${i}`, async () => t)
+  })
+  for (let i = 0; i < tricky.length; i++) {
+    for (const kind of ['sync', 'async']) {
+      const r = await orch.run('sequential', 'x', { agents: [`${kind}${i}`] })
+      assert.equal(r.status, 'completed', JSON.stringify(r.error))
+      assert.equal(r.output, tricky[i])
+    }
+  }
+})
+
 test('many concurrent runs with sync, async and timer agents interleaved all get their own results', async () => {
   const orch = mixedOrchestrator()
   let turn = 0
