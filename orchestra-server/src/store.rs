@@ -120,16 +120,14 @@ impl<S: SessionStore> WriteThroughStore<S> {
         );
     }
 
-    fn kept(&self, id: &str) -> Option<Session> {
+    /// Takes the kept copy out (no clone of the whole session): a write
+    /// from it puts the new state back; a concurrent update of the same
+    /// session finds none and reads the store, as it would without a copy.
+    fn take_kept(&self, id: &str) -> Option<Session> {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        match kept.get(id) {
-            Some(k) if k.at.elapsed() < FRESH_FOR => Some(k.session.clone()),
-            Some(_) => {
-                kept.remove(id);
-                None
-            }
-            None => None,
-        }
+        kept.remove(id)
+            .filter(|k| k.at.elapsed() < FRESH_FOR)
+            .map(|k| k.session)
     }
 
     fn forget(&self, id: &str) {
@@ -246,7 +244,7 @@ impl<S: SessionStore> SessionStore for WriteThroughStore<S> {
         let guess = if self.fresh.take(id) {
             Some((Session::new(id), None))
         } else {
-            self.kept(id).map(|s| {
+            self.take_kept(id).map(|s| {
                 let v = s.version;
                 (s, Some(v))
             })

@@ -49,6 +49,7 @@ use redis::{
     AsyncCommands, Client, ErrorKind, RedisError, Script, ServerErrorKind,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
+use serde::{Serialize, ser::SerializeStruct};
 
 use super::{Page, Session, SessionStore, SessionSummary};
 use crate::error::StoreError;
@@ -259,6 +260,39 @@ return removed
     )
 });
 
+/// A session serialized as it is stored at `version`, without copying it
+/// to change its version field (a session is the largest thing a run writes).
+struct AtVersion<'a> {
+    session: &'a Session,
+    version: u64,
+}
+
+impl Serialize for AtVersion<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Destructured so that a new field of `Session` fails to compile here.
+        let Session {
+            id,
+            messages,
+            state,
+            runs,
+            metadata,
+            created_at,
+            updated_at,
+            version: _,
+        } = self.session;
+        let mut s = serializer.serialize_struct("Session", 8)?;
+        s.serialize_field("id", id)?;
+        s.serialize_field("messages", messages)?;
+        s.serialize_field("state", state)?;
+        s.serialize_field("runs", runs)?;
+        s.serialize_field("metadata", metadata)?;
+        s.serialize_field("created_at", created_at)?;
+        s.serialize_field("updated_at", updated_at)?;
+        s.serialize_field("version", &self.version)?;
+        s.end()
+    }
+}
+
 /// How many times `list` re-reads a page after pruning expired entries.
 const LIST_PASSES: usize = 4;
 
@@ -453,11 +487,13 @@ impl SessionStore for RedisStore {
 
     async fn put(&self, session: &Session, expected: Option<u64>) -> Result<u64, StoreError> {
         let version = expected.unwrap_or(0) + 1;
-        let mut stored = session.clone();
-        stored.version = version;
-        let data = serde_json::to_string(&stored)
+        let data = serde_json::to_string(&AtVersion { session, version })
             .map_err(|e| StoreError::Backend(format!("cannot serialize session: {e}")))?;
-        let summary = serde_json::to_string(&stored.summary())
+        let summary = SessionSummary {
+            version,
+            ..session.summary()
+        };
+        let summary = serde_json::to_string(&summary)
             .map_err(|e| StoreError::Backend(format!("cannot serialize summary: {e}")))?;
         let ttl_ms = self
             .link
@@ -472,7 +508,7 @@ impl SessionStore for RedisStore {
             .arg(data)
             .arg(summary)
             .arg(ttl_ms)
-            .arg(stored.updated_at.timestamp_millis())
+            .arg(session.updated_at.timestamp_millis())
             .arg(&session.id);
         let (ok, found): (i64, String) = self.link.call("put", inv.invoke_async(&mut conn)).await?;
         if ok == 1 {
@@ -550,5 +586,30 @@ impl SessionStore for RedisStore {
 
     fn kind(&self) -> &'static str {
         "redis"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Message, RunResult};
+
+    #[test]
+    fn a_session_at_a_version_serializes_like_the_session_with_that_version() {
+        let mut session = Session::new("s1");
+        session.messages.push(Message::user("hello"));
+        session.runs.push(RunResult::default());
+        session.metadata.insert("k".into(), 1.into());
+        session.version = 3;
+        let view = serde_json::to_value(AtVersion {
+            session: &session,
+            version: 4,
+        })
+        .unwrap();
+        let mut copy = session.clone();
+        copy.version = 4;
+        assert_eq!(view, serde_json::to_value(&copy).unwrap());
+        let back: Session = serde_json::from_value(view).unwrap();
+        assert_eq!(back.version, 4);
     }
 }
