@@ -12,7 +12,8 @@
 //! When the run cannot go on, the step yields an asyncio future of the loop
 //! that the run's waker completes: directly on the loop thread, through
 //! `call_soon_threadsafe` from any other thread (a Tokio timer, a Redis
-//! reply).
+//! reply), handed to a blocking-pool thread so that the waking thread never
+//! waits for the GIL.
 
 use std::{
     cell::RefCell,
@@ -113,6 +114,24 @@ impl Wake for LoopWaker {
         let Some(fut) = lock(&self.waiting).take() else {
             return;
         };
+        if self.on_loop_thread() {
+            self.complete(fut);
+            return;
+        }
+        // Another thread may call this while it holds a lock of its own (a
+        // cancellation token wakes its children under its parent's lock).
+        // Waiting for the GIL there could deadlock with the loop thread, which
+        // holds the GIL and may want that lock (an agent asking whether it
+        // was cancelled), so the GIL is taken on a blocking-pool thread.
+        let this = Arc::clone(self);
+        pyo3_async_runtimes::tokio::get_runtime().spawn_blocking(move || this.complete(fut));
+    }
+}
+
+impl LoopWaker {
+    /// Completes the future the driving task waits on: directly on the
+    /// loop thread, through `call_soon_threadsafe` from any other.
+    fn complete(&self, fut: Py<PyAny>) {
         let on_loop = self.on_loop_thread();
         attach_counted(|py| {
             let done = WAKE_FUTURE
