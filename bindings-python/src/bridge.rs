@@ -290,6 +290,12 @@ async fn run_eagerly(here: Arc<LoopWaker>, coro: Py<PyAny>) -> PyResult<Reply> {
     };
     let reply = rx.await;
     guard.task = None;
+    delivered(reply)
+}
+
+/// What a Python task delivered through its [`Completion`]: its reply,
+/// or why there is none.
+fn delivered(reply: Result<Option<Reply>, oneshot::error::RecvError>) -> PyResult<Reply> {
     match reply {
         Ok(Some(reply)) => Ok(reply),
         Ok(None) => Err(pyo3::exceptions::asyncio::CancelledError::new_err(
@@ -354,15 +360,7 @@ async fn await_on_loop(locals: &TaskLocals, coro: Py<PyAny>) -> PyResult<Reply> 
     };
     let reply = rx.await;
     guard.handle = None;
-    match reply {
-        Ok(Some(reply)) => Ok(reply),
-        Ok(None) => Err(pyo3::exceptions::asyncio::CancelledError::new_err(
-            "the python task was cancelled",
-        )),
-        Err(_) => Err(PyRuntimeError::new_err(
-            "the event loop dropped the call (was it closed?)",
-        )),
-    }
+    delivered(reply)
 }
 
 /// Cancels the Python task when the Rust side stops waiting for it.

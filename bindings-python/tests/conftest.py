@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import AsyncIterator, List
+from typing import AsyncIterator, List, Tuple
 
 import pytest
 
@@ -45,3 +45,20 @@ async def collect(events: orchestra.RunEvents) -> List[orchestra.Event]:
 async def never() -> AsyncIterator[asyncio.Event]:
     """An event nobody sets: agents wait on it until they are cancelled."""
     yield asyncio.Event()
+
+
+def waiting_agent(o: orchestra.Orchestrator, never: asyncio.Event) -> Tuple[asyncio.Event, asyncio.Event]:
+    """An agent that waits until it is cancelled; returns (started, cancelled) signals."""
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def wait(inp: orchestra.AgentInput) -> str:
+        started.set()
+        try:
+            await never.wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "never"
+
+    o.add_agent("wait", wait)
+    return started, cancelled

@@ -5,28 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Tuple
 
 import pytest
 
 import orchestra
 
-
-def waiting_agent(o: orchestra.Orchestrator, never: asyncio.Event) -> Tuple[asyncio.Event, asyncio.Event]:
-    """An agent that waits until it is cancelled; returns (started, cancelled) signals."""
-    started, cancelled = asyncio.Event(), asyncio.Event()
-
-    async def wait(inp: orchestra.AgentInput) -> str:
-        started.set()
-        try:
-            await never.wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return "never"
-
-    o.add_agent("wait", wait)
-    return started, cancelled
+from conftest import waiting_agent
 
 
 async def recorded_status(o: orchestra.Orchestrator, session_id: str, run_id: str) -> str:

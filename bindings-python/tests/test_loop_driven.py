@@ -16,7 +16,7 @@ import pytest
 
 import orchestra
 
-from conftest import REDIS_URL
+from conftest import REDIS_URL, waiting_agent
 
 PATTERNS = ["sequential", "concurrent", "group_chat"]
 
@@ -131,22 +131,13 @@ async def test_runs_on_a_redis_store_wake_up_from_other_threads(redis_prefix: st
 
 async def test_a_timeout_cancels_a_suspended_agent_coroutine(never: asyncio.Event) -> None:
     o = orchestra.Orchestrator()
-    cancelled = asyncio.Event()
-
-    async def stuck(inp: orchestra.AgentInput) -> str:
-        try:
-            await never.wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return "late"
+    _, cancelled = waiting_agent(o, never)
 
     async def instant(inp: orchestra.AgentInput) -> str:
         return "quick"
 
-    o.add_agent("stuck", stuck)
     o.add_agent("instant", instant)
-    r = await o.run("sequential", "t", agents=["instant", "stuck"], options={"timeout_ms": 50})
+    r = await o.run("sequential", "t", agents=["instant", "wait"], options={"timeout_ms": 50})
     assert r.status == "timed_out"
     assert r.error is not None and r.error.code == "timeout"
     await asyncio.wait_for(cancelled.wait(), 10)
@@ -155,19 +146,8 @@ async def test_a_timeout_cancels_a_suspended_agent_coroutine(never: asyncio.Even
 
 async def test_cancelling_the_awaiting_task_mid_run(never: asyncio.Event) -> None:
     o = orchestra.Orchestrator()
-    started, cancelled = asyncio.Event(), asyncio.Event()
-
-    async def wait(inp: orchestra.AgentInput) -> str:
-        started.set()
-        try:
-            await never.wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return "never"
-
+    started, cancelled = waiting_agent(o, never)
     mixed(o)
-    o.add_agent("wait", wait)
     sid = str(uuid.uuid4())
     task = asyncio.ensure_future(
         o.run("concurrent", "t", agents=["instant", "awaiting", "plain", "wait"], session_id=sid)
@@ -311,17 +291,7 @@ def test_two_event_loops_in_two_threads() -> None:
 
 async def test_closing_a_run_mid_flight_cancels_it(never: asyncio.Event) -> None:
     o = orchestra.Orchestrator()
-    cancelled = asyncio.Event()
-
-    async def wait(inp: orchestra.AgentInput) -> str:
-        try:
-            await never.wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return "never"
-
-    o.add_agent("wait", wait)
+    _, cancelled = waiting_agent(o, never)
     sid = str(uuid.uuid4())
     run = o.run("sequential", "t", agents=["wait"], session_id=sid)
     # Step the coroutine by hand up to the agent's suspension, then drop it.
