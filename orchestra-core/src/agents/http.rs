@@ -33,20 +33,16 @@ use reqwest::{
     StatusCode,
     header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER},
 };
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::{
-    agent::{Agent, AgentContext, AgentInput, AgentOutput, Handoff, Usage},
+    agent::{Agent, AgentContext, AgentInput, AgentOutput},
+    agents::wire::{AgentRequest, AgentResponse, clip_error_text},
     error::AgentError,
-    message::Message,
 };
 
 /// Default time limit of one call when neither the agent nor the run sets one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Longest error text kept from a service's error response.
-const MAX_ERROR_TEXT: usize = 300;
 
 /// Why an [`HttpAgent`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -179,15 +175,15 @@ impl HttpAgent {
 
     async fn call(
         &self,
-        body: &WireRequest<'_>,
+        body: &AgentRequest,
         timeout: Duration,
     ) -> Result<AgentOutput, AgentError> {
         let response = self
             .client
             .post(self.url.clone())
             .headers(self.headers.clone())
-            .header("x-orchestra-run-id", body.run_id)
-            .header("x-orchestra-session-id", body.session_id)
+            .header("x-orchestra-run-id", &body.run_id)
+            .header("x-orchestra-session-id", &body.session_id)
             .headers(trace_headers())
             .timeout(timeout)
             .json(body)
@@ -209,7 +205,7 @@ impl HttpAgent {
             .bytes()
             .await
             .map_err(|e| transport_error(e, timeout))?;
-        let wire: WireResponse = serde_json::from_slice(&bytes)
+        let wire: AgentResponse = serde_json::from_slice(&bytes)
             .map_err(|e| AgentError::InvalidOutput(format!("response is not valid JSON: {e}")))?;
         wire.into_result()
     }
@@ -234,19 +230,7 @@ impl Agent for HttpAgent {
         let timeout = ctx
             .remaining()
             .map_or(self.timeout, |left| left.min(self.timeout));
-        let body = WireRequest {
-            agent: &self.name,
-            task: &input.task,
-            messages: &input.messages,
-            session_id: &input.session_id,
-            run_id: &input.run_id,
-            step: ctx.step(),
-            metadata: &input.metadata,
-            state: &input.state,
-            deadline_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
-            answer: ctx.answer(),
-            handoff: ctx.handoff(),
-        };
+        let body = AgentRequest::new(&self.name, input, &ctx, timeout);
         tokio::select! {
             biased;
             () = ctx.cancellation().cancelled() => Err(AgentError::Cancelled),
@@ -291,101 +275,6 @@ fn trace_headers() -> HeaderMap {
     HeaderMap::new()
 }
 
-/// What an agent service receives.
-#[derive(Serialize)]
-struct WireRequest<'a> {
-    agent: &'a str,
-    task: &'a str,
-    messages: &'a [Message],
-    session_id: &'a str,
-    run_id: &'a str,
-    step: u32,
-    metadata: &'a Map<String, Value>,
-    state: &'a Value,
-    /// Milliseconds the service has before the caller gives up.
-    deadline_ms: u64,
-    /// The answer to the question this step asked before the run paused.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    answer: Option<&'a Value>,
-    /// The handoff that made this agent active (handoff runs).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    handoff: Option<&'a Handoff>,
-}
-
-/// What an agent service answers. Unknown fields are ignored so services can
-/// add their own without breaking older servers.
-#[derive(Deserialize)]
-struct WireResponse {
-    #[serde(default)]
-    content: Option<String>,
-    #[serde(default)]
-    handoff: Option<Handoff>,
-    /// More handoffs in the same turn (parallel handoffs).
-    #[serde(default)]
-    handoffs: Vec<Handoff>,
-    #[serde(default)]
-    data: Option<Value>,
-    #[serde(default)]
-    usage: Option<WireUsage>,
-    #[serde(default)]
-    state_patch: Option<Value>,
-    /// The service needs a person's answer first: the run pauses.
-    #[serde(default)]
-    input_required: Option<WireInputRequest>,
-}
-
-#[derive(Deserialize)]
-struct WireInputRequest {
-    prompt: String,
-    #[serde(default)]
-    schema: Option<Value>,
-    #[serde(default)]
-    context: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct WireUsage {
-    #[serde(default)]
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
-    /// What the call cost, in millionths of the currency (services that bill).
-    #[serde(default)]
-    cost_micros: u64,
-}
-
-impl WireResponse {
-    /// The output, or the question that pauses the run.
-    fn into_result(self) -> Result<AgentOutput, AgentError> {
-        if let Some(q) = self.input_required {
-            let mut request = crate::run::InputRequest::new(q.prompt);
-            request.schema = q.schema;
-            request.context = q.context;
-            return Err(AgentError::input(request));
-        }
-        Ok(self.into_output())
-    }
-
-    fn into_output(self) -> AgentOutput {
-        let content = match (self.content, &self.handoff) {
-            (Some(c), _) => c,
-            (None, Some(h)) => h.reason.clone(),
-            (None, None) => String::new(),
-        };
-        AgentOutput {
-            content,
-            handoff: self.handoff,
-            handoffs: self.handoffs,
-            data: self.data,
-            state_patch: self.state_patch,
-            usage: self.usage.map_or_else(Usage::default, |u| Usage {
-                cost_micros: u.cost_micros,
-                ..Usage::new(u.prompt_tokens, u.completion_tokens)
-            }),
-        }
-    }
-}
-
 fn transport_error(e: reqwest::Error, timeout: Duration) -> AgentError {
     if e.is_timeout() {
         AgentError::Timeout(timeout)
@@ -418,11 +307,7 @@ fn error_text(body: &str) -> String {
             .and_then(Value::as_str)
             .map(str::to_owned)
     });
-    let text = from_json.unwrap_or_else(|| body.trim().to_owned());
-    match text.char_indices().nth(MAX_ERROR_TEXT) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
-    }
+    clip_error_text(from_json.unwrap_or_else(|| body.trim().to_owned()))
 }
 
 #[cfg(test)]
@@ -454,17 +339,7 @@ mod tests {
         assert_eq!(error_text(r#"{"error":{"message":"bad key"}}"#), "bad key");
         assert_eq!(error_text(r#"{"error":"quota"}"#), "quota");
         assert_eq!(error_text("  plain text "), "plain text");
-        assert!(error_text(&"x".repeat(1000)).chars().count() <= MAX_ERROR_TEXT + 1);
-    }
-
-    #[test]
-    fn a_response_with_only_a_handoff_uses_the_reason_as_content() {
-        let wire: WireResponse =
-            serde_json::from_str(r#"{"handoff":{"to":"billing","reason":"refund"},"extra":1}"#)
-                .unwrap();
-        let out = wire.into_output();
-        assert_eq!(out.content, "refund");
-        assert_eq!(out.handoff.unwrap().to, "billing");
+        assert!(error_text(&"x".repeat(1000)).chars().count() <= 301);
     }
 
     #[test]

@@ -10,3 +10,5 @@ pub mod http;
 pub mod openai;
 #[cfg(any(feature = "redis", feature = "nats"))]
 pub mod queue;
+#[cfg(any(feature = "http-agents", feature = "redis", feature = "nats"))]
+pub(crate) mod wire;

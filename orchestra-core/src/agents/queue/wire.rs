@@ -1,126 +1,25 @@
-//! The JSON an agent receives and answers: the HTTP agent contract of
-//! `docs/agent-protocol.md` (kept field for field in step with
-//! `agents::http`), plus the `error` reply that stands in for an HTTP error
-//! status on a queue.
+//! The queue's reply: the agent contract's response ([`crate::agents::wire`])
+//! plus the `error` object that stands in for an HTTP error status.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
+pub(crate) use crate::agents::wire::AgentRequest;
 use crate::{
-    agent::{AgentContext, AgentInput, AgentOutput, Handoff, Usage},
+    agent::AgentOutput,
+    agents::wire::{AgentResponse, clip_error_text},
     error::AgentError,
-    message::Message,
-    run::InputRequest,
 };
-
-/// Longest error text kept from a worker's error reply.
-const MAX_ERROR_TEXT: usize = 300;
-
-/// What an agent service receives, owned so a worker can decode it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct AgentRequest {
-    pub agent: String,
-    pub task: String,
-    #[serde(default)]
-    pub messages: Vec<Message>,
-    #[serde(default)]
-    pub session_id: String,
-    #[serde(default)]
-    pub run_id: String,
-    #[serde(default)]
-    pub step: u32,
-    #[serde(default)]
-    pub metadata: Map<String, Value>,
-    #[serde(default)]
-    pub state: Value,
-    /// Milliseconds the service has before the caller gives up.
-    #[serde(default)]
-    pub deadline_ms: u64,
-    /// The answer to the question this step asked before the run paused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub answer: Option<Value>,
-    /// The handoff that made this agent active (handoff runs).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handoff: Option<Handoff>,
-}
-
-impl AgentRequest {
-    pub fn new(agent: &str, input: AgentInput, ctx: &AgentContext, timeout: Duration) -> Self {
-        Self {
-            agent: agent.to_owned(),
-            task: input.task,
-            messages: input.messages,
-            session_id: input.session_id,
-            run_id: input.run_id,
-            step: ctx.step(),
-            metadata: input.metadata,
-            state: input.state,
-            deadline_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
-            answer: ctx.answer().cloned(),
-            handoff: ctx.handoff().cloned(),
-        }
-    }
-
-    pub fn into_input(self) -> AgentInput {
-        AgentInput {
-            task: self.task,
-            messages: self.messages,
-            session_id: self.session_id,
-            run_id: self.run_id,
-            state: self.state,
-            metadata: self.metadata,
-        }
-    }
-}
 
 /// A reply: the HTTP contract's response object, or `{"error": {...}}`.
 /// Unknown fields are ignored so workers can add their own.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct AgentReply {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handoff: Option<Handoff>,
-    /// More handoffs in the same turn (parallel handoffs).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub handoffs: Vec<Handoff>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<WireUsage>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state_patch: Option<Value>,
-    /// The agent needs a person's answer first: the run pauses.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_required: Option<WireInputRequest>,
+    #[serde(flatten)]
+    pub response: AgentResponse,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ReplyError>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct WireInputRequest {
-    pub prompt: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<Value>,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub(crate) struct WireUsage {
-    #[serde(default)]
-    pub prompt_tokens: u64,
-    #[serde(default)]
-    pub completion_tokens: u64,
-    /// What the call cost, in millionths of the currency (services that bill).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub cost_micros: u64,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 /// A failure reported by the worker. `retryable` decides whether the run's
@@ -141,26 +40,12 @@ impl AgentReply {
     pub fn from_result(result: Result<AgentOutput, AgentError>) -> Self {
         match result {
             Ok(out) => Self {
-                content: Some(out.content),
-                handoff: out.handoff,
-                handoffs: out.handoffs,
-                data: out.data,
-                usage: (!out.usage.is_zero()).then_some(WireUsage {
-                    prompt_tokens: out.usage.prompt_tokens,
-                    completion_tokens: out.usage.completion_tokens,
-                    cost_micros: out.usage.cost_micros,
-                }),
-                state_patch: out.state_patch,
-                input_required: None,
+                response: AgentResponse::from_output(out),
                 error: None,
             },
             Err(AgentError::InputRequired(q)) => Self {
-                input_required: Some(WireInputRequest {
-                    prompt: q.prompt,
-                    schema: q.schema,
-                    context: q.context,
-                }),
-                ..Self::default()
+                response: AgentResponse::from_question(*q),
+                error: None,
             },
             Err(e) => Self {
                 error: Some(ReplyError {
@@ -179,14 +64,9 @@ impl AgentReply {
         }
     }
 
-    // The struct update keeps this building when AgentOutput gains fields.
-    #[allow(clippy::needless_update)]
     pub fn into_result(self) -> Result<AgentOutput, AgentError> {
-        if let Some(q) = self.input_required {
-            let mut request = InputRequest::new(q.prompt);
-            request.schema = q.schema;
-            request.context = q.context;
-            return Err(AgentError::input(request));
+        if self.response.input_required.is_some() {
+            return self.response.into_result();
         }
         if let Some(e) = self.error {
             if e.code.as_deref() == Some("rate_limited") || e.retry_after_ms.is_some() {
@@ -194,32 +74,12 @@ impl AgentReply {
                     retry_after: e.retry_after_ms.map(Duration::from_millis),
                 });
             }
-            let message = match e.message.char_indices().nth(MAX_ERROR_TEXT) {
-                Some((cut, _)) => format!("{}…", &e.message[..cut]),
-                None => e.message,
-            };
             return Err(AgentError::Failed {
-                message,
+                message: clip_error_text(e.message),
                 retryable: e.retryable,
             });
         }
-        let content = match (self.content, &self.handoff) {
-            (Some(c), _) => c,
-            (None, Some(h)) => h.reason.clone(),
-            (None, None) => String::new(),
-        };
-        Ok(AgentOutput {
-            content,
-            handoff: self.handoff,
-            handoffs: self.handoffs,
-            data: self.data,
-            state_patch: self.state_patch,
-            usage: self.usage.map_or_else(Usage::default, |u| Usage {
-                cost_micros: u.cost_micros,
-                ..Usage::new(u.prompt_tokens, u.completion_tokens)
-            }),
-            ..AgentOutput::default()
-        })
+        self.response.into_result()
     }
 
     /// Decodes a reply; anything but a JSON object of this shape is
@@ -251,6 +111,10 @@ impl AgentReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        agent::{Handoff, Usage},
+        run::InputRequest,
+    };
 
     #[test]
     fn errors_keep_their_retryability_across_the_queue() {
@@ -268,43 +132,6 @@ mod tests {
             back,
             Err(AgentError::RateLimited { retry_after: Some(d) }) if d == Duration::from_secs(2)
         ));
-    }
-
-    #[test]
-    fn requests_carry_exactly_the_http_agent_fields() {
-        let input = AgentInput {
-            task: "t".into(),
-            ..AgentInput::default()
-        };
-        let json = serde_json::to_value(AgentRequest::new(
-            "a",
-            input,
-            &AgentContext::detached("a"),
-            Duration::from_millis(1500),
-        ))
-        .unwrap();
-        let mut keys: Vec<&str> = json
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        keys.sort_unstable();
-        assert_eq!(
-            keys,
-            [
-                "agent",
-                "deadline_ms",
-                "messages",
-                "metadata",
-                "run_id",
-                "session_id",
-                "state",
-                "step",
-                "task"
-            ]
-        );
-        assert_eq!(json["deadline_ms"], 1500);
     }
 
     #[test]
