@@ -48,7 +48,10 @@ use serde_json::{Value, json};
 use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use super::{AgentRegistration, DiscoveryError};
+use super::{
+    AgentRegistration, DiscoveryError,
+    renewal::{Renew, Renewal},
+};
 use crate::error::StoreError;
 
 /// The key prefix registrations live under unless configured otherwise.
@@ -731,9 +734,51 @@ async fn watch_from(
 /// without revoking, exactly as a crashed process would, and the key goes
 /// when the lease expires.
 pub struct EtcdRegistration {
-    task: Option<JoinHandle<()>>,
+    renewal: Renewal,
     lease: Arc<AtomicI64>,
     ttl: Duration,
+}
+
+/// One registration's lease renewals; `lease` is shared with the handle,
+/// which reports the current lease.
+struct LeaseRenewal {
+    registry: EtcdAgentRegistry,
+    registration: AgentRegistration,
+    ttl: Duration,
+    lease: Arc<AtomicI64>,
+}
+
+impl Renew for LeaseRenewal {
+    async fn renew(&mut self) {
+        let name = &self.registration.name;
+        let id = self.lease.load(Ordering::Relaxed);
+        match self.registry.keep_alive(id).await {
+            Ok(Some(_)) => {}
+            Ok(None) => match self.registry.register(&self.registration, self.ttl).await {
+                Ok(l) => {
+                    tracing::info!(agent = %name, "lease was lost; registered again");
+                    self.lease.store(l.id, Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!(agent = %name, error = %e, "registering again failed"),
+            },
+            Err(e) => tracing::warn!(agent = %name, error = %e, "lease renewal failed"),
+        }
+    }
+
+    async fn leave(self) {
+        match self
+            .registry
+            .revoke(self.lease.load(Ordering::Relaxed))
+            .await
+        {
+            Ok(_) => tracing::debug!(agent = %self.registration.name, "lease revoked"),
+            Err(e) => tracing::warn!(
+                agent = %self.registration.name,
+                error = %e,
+                "lease revocation failed; the key goes when the lease expires"
+            ),
+        }
+    }
 }
 
 impl EtcdRegistration {
@@ -747,42 +792,15 @@ impl EtcdRegistration {
     ) -> Result<Self, DiscoveryError> {
         let first = registry.register(&registration, ttl).await?;
         let lease = Arc::new(AtomicI64::new(first.id));
-        let current = lease.clone();
         let interval = (first.ttl / 3).max(Duration::from_millis(100));
-        let task = tokio::spawn(async move {
-            let start = tokio::time::Instant::now() + interval;
-            let mut ticker = tokio::time::interval_at(start, interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = cancel.cancelled() => break,
-                    _ = ticker.tick() => {
-                        let id = current.load(Ordering::Relaxed);
-                        match registry.keep_alive(id).await {
-                            Ok(Some(_)) => {}
-                            Ok(None) => match registry.register(&registration, ttl).await {
-                                Ok(l) => {
-                                    tracing::info!(agent = %registration.name, "lease was lost; registered again");
-                                    current.store(l.id, Ordering::Relaxed);
-                                }
-                                Err(e) => tracing::warn!(agent = %registration.name, error = %e, "registering again failed"),
-                            },
-                            Err(e) => tracing::warn!(agent = %registration.name, error = %e, "lease renewal failed"),
-                        }
-                    }
-                }
-            }
-            match registry.revoke(current.load(Ordering::Relaxed)).await {
-                Ok(_) => tracing::debug!(agent = %registration.name, "lease revoked"),
-                Err(e) => tracing::warn!(
-                    agent = %registration.name,
-                    error = %e,
-                    "lease revocation failed; the key goes when the lease expires"
-                ),
-            }
-        });
+        let renewals = LeaseRenewal {
+            registry,
+            registration,
+            ttl,
+            lease: lease.clone(),
+        };
         Ok(Self {
-            task: Some(task),
+            renewal: Renewal::spawn(renewals, interval, cancel),
             lease,
             ttl: first.ttl,
         })
@@ -800,25 +818,13 @@ impl EtcdRegistration {
 
     /// Waits until the renewals have stopped (after the token was
     /// cancelled) and the lease was revoked.
-    pub async fn stopped(mut self) {
-        if let Some(task) = self.task.take()
-            && let Err(e) = task.await
-        {
-            tracing::warn!(error = %e, "lease renewal task ended abnormally");
-        }
+    pub async fn stopped(self) {
+        self.renewal.stopped("lease renewal").await;
     }
 
     /// Whether the background task has ended.
     pub fn is_finished(&self) -> bool {
-        self.task.as_ref().is_none_or(JoinHandle::is_finished)
-    }
-}
-
-impl Drop for EtcdRegistration {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        self.renewal.is_finished()
     }
 }
 

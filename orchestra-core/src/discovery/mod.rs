@@ -25,6 +25,8 @@ mod etcd;
 mod etcd_test_server;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "redis", feature = "etcd"))]
+mod renewal;
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;

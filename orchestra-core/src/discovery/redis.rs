@@ -34,10 +34,12 @@ use std::{sync::LazyLock, time::Duration};
 
 use chrono::Utc;
 use redis::Script;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{AgentRegistration, DiscoveryError, RegisteredAgent};
+use super::{
+    AgentRegistration, DiscoveryError, RegisteredAgent,
+    renewal::{Renew, Renewal},
+};
 use crate::session::{RedisLink, RedisStore};
 
 /// Writes the registration with its TTL and indexes it by expiry, using the
@@ -223,7 +225,32 @@ fn parse_entry(name: &str, json: &str) -> Option<RegisteredAgent> {
 /// without deregistering, exactly as a crashed process would, and the entry
 /// expires after its TTL.
 pub struct Heartbeat {
-    task: Option<JoinHandle<()>>,
+    renewal: Renewal,
+}
+
+/// One agent's beats in one registry.
+struct Beats {
+    registry: RedisAgentRegistry,
+    registration: AgentRegistration,
+}
+
+impl Renew for Beats {
+    async fn renew(&mut self) {
+        if let Err(e) = self.registry.heartbeat(&self.registration).await {
+            tracing::warn!(agent = %self.registration.name, error = %e, "heartbeat failed");
+        }
+    }
+
+    async fn leave(self) {
+        match self.registry.deregister(&self.registration.name).await {
+            Ok(_) => tracing::debug!(agent = %self.registration.name, "deregistered"),
+            Err(e) => tracing::warn!(
+                agent = %self.registration.name,
+                error = %e,
+                "deregistration failed; the entry expires after its TTL"
+            ),
+        }
+    }
 }
 
 impl Heartbeat {
@@ -236,53 +263,24 @@ impl Heartbeat {
     ) -> Result<Self, DiscoveryError> {
         registry.register(&registration).await?;
         let interval = registry.ttl / 3;
-        let task = tokio::spawn(async move {
-            let start = tokio::time::Instant::now() + interval;
-            let mut ticker = tokio::time::interval_at(start, interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = cancel.cancelled() => break,
-                    _ = ticker.tick() => {
-                        if let Err(e) = registry.heartbeat(&registration).await {
-                            tracing::warn!(agent = %registration.name, error = %e, "heartbeat failed");
-                        }
-                    }
-                }
-            }
-            match registry.deregister(&registration.name).await {
-                Ok(_) => tracing::debug!(agent = %registration.name, "deregistered"),
-                Err(e) => tracing::warn!(
-                    agent = %registration.name,
-                    error = %e,
-                    "deregistration failed; the entry expires after its TTL"
-                ),
-            }
-        });
-        Ok(Self { task: Some(task) })
+        let beats = Beats {
+            registry,
+            registration,
+        };
+        Ok(Self {
+            renewal: Renewal::spawn(beats, interval, cancel),
+        })
     }
 
     /// Waits until the heartbeat has stopped (after its token was cancelled)
     /// and the registration was removed.
-    pub async fn stopped(mut self) {
-        if let Some(task) = self.task.take()
-            && let Err(e) = task.await
-        {
-            tracing::warn!(error = %e, "heartbeat task ended abnormally");
-        }
+    pub async fn stopped(self) {
+        self.renewal.stopped("heartbeat").await;
     }
 
     /// Whether the background task has ended.
     pub fn is_finished(&self) -> bool {
-        self.task.as_ref().is_none_or(JoinHandle::is_finished)
-    }
-}
-
-impl Drop for Heartbeat {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        self.renewal.is_finished()
     }
 }
 
