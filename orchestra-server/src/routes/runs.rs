@@ -201,35 +201,46 @@ pub async fn cancel_run(
     Path(run_id): Path<String>,
 ) -> Result<Response, ApiError> {
     orchestra_core::queue::validate_run_id(&run_id)?;
-    if state.orch.cancel_run(&run_id).await? {
-        let body = json!({"run_id": run_id, "status": "cancelled"});
-        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    if state.orch.cancel(&run_id) {
+        return Ok(accepted(run_id, "cancelled"));
     }
+    // One lookup decides: only a run waiting for input is cancelled in its
+    // record here; a finished one is refused; any other runs elsewhere.
     let (record, queued) = lookup(&state, &run_id).await?;
     let finished = match (&record, &queued) {
         (None, None) => return Err(not_found(&run_id)),
+        (Some(r), _) if r.status == orchestra_core::RunStatus::WaitingForInput => {
+            if state.orch.cancel_run(&run_id).await? {
+                return Ok(accepted(run_id, "cancelled"));
+            }
+            // Answered meanwhile: it runs now, here or elsewhere.
+            false
+        }
         (Some(r), _) => r.status.is_finished(),
         (None, Some(q)) => q.status.is_final(),
     };
     if finished {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "run_finished",
-            format!("run '{run_id}' has finished"),
-        ));
+        return Err(run_finished(format!("run '{run_id}' has finished")));
     }
     let Some(redis) = &state.redis else {
         // Running, but not here: with the memory store that means a
         // process that died; nothing can run it any more.
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "run_finished",
-            format!("run '{run_id}' is not running in this process"),
-        ));
+        return Err(run_finished(format!(
+            "run '{run_id}' is not running in this process"
+        )));
     };
     crate::cancel::signal(redis, &run_id).await?;
-    let body = json!({"run_id": run_id, "status": "cancelling"});
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    Ok(accepted(run_id, "cancelling"))
+}
+
+/// 202 with `{"run_id", "status"}`: what the cancel and stop routes answer.
+fn accepted(run_id: String, status: &str) -> Response {
+    let body = json!({"run_id": run_id, "status": status});
+    (StatusCode::ACCEPTED, Json(body)).into_response()
+}
+
+fn run_finished(message: String) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "run_finished", message)
 }
 
 /// Why a run is asked to stop.
@@ -280,12 +291,8 @@ pub async fn stop_run(
         .reason
         .filter(|r| !r.trim().is_empty())
         .unwrap_or_else(|| "api".to_owned());
-    let accepted = || {
-        let body = json!({"run_id": run_id, "status": "stopping"});
-        (StatusCode::ACCEPTED, Json(body)).into_response()
-    };
     if state.orch.stop(&run_id, reason.clone()) {
-        return Ok(accepted());
+        return Ok(accepted(run_id, "stopping"));
     }
     let record = state
         .orch
@@ -295,7 +302,7 @@ pub async fn stop_run(
     match (&state.redis, record.status) {
         (Some(redis), orchestra_core::RunStatus::Running) => {
             crate::cancel::signal_stop(redis, &run_id, &reason).await?;
-            Ok(accepted())
+            Ok(accepted(run_id, "stopping"))
         }
         (_, status) => Err(ApiError::new(
             StatusCode::CONFLICT,
