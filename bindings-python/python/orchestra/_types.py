@@ -7,7 +7,19 @@ and the Node binding); ``to_dict()`` returns it unchanged.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generic,
+    List,
+    NoReturn,
+    Optional,
+    Protocol,
+    TypeVar,
+    Union,
+    overload,
+)
 
 __all__ = [
     "Message",
@@ -35,6 +47,81 @@ TIMED_OUT = "timed_out"
 CANCELLED = "cancelled"
 RUNNING = "running"
 WAITING_FOR_INPUT = "waiting_for_input"
+
+
+_T = TypeVar("_T")
+
+
+class _Wrapper(Protocol):
+    """A class that wraps the core's JSON in ``_d``."""
+
+    @property
+    def _d(self) -> JSON: ...
+
+
+class _Required:
+    """The default of a field that has none: its key must be in the JSON."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+_REQUIRED = _Required()
+
+
+class _Field(Generic[_T]):
+    """A read-only attribute of a wrapper: the JSON value under the attribute's name.
+
+    ``name = _Field[T](doc)`` reads ``self._d["name"]`` (``KeyError`` when the
+    key is absent). With ``default=value`` it reads ``self._d.get("name",
+    value)``: ``_Field[Optional[T]](default=None)`` for an optional field.
+    With ``or_else=dict`` it reads ``self._d.get("name") or dict()``: a new
+    empty object each time the JSON has none. On the class, the attribute is
+    the field itself, with ``doc`` as its ``__doc__``.
+    """
+
+    def __init__(
+        self,
+        doc: Optional[str] = None,
+        *,
+        default: Union[_T, _Required] = _REQUIRED,
+        or_else: Optional[Callable[[], _T]] = None,
+    ) -> None:
+        if or_else is not None and default is not _REQUIRED:
+            raise TypeError("a field takes a default or an or_else, not both")
+        self.__doc__ = doc
+        self._key = ""
+        self._default = default
+        self._or_else = or_else
+        self._required = default is _REQUIRED and or_else is None
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._key = name
+
+    @overload
+    def __get__(self, obj: None, owner: Optional[type] = None) -> _Field[_T]: ...
+
+    @overload
+    def __get__(self, obj: _Wrapper, owner: Optional[type] = None) -> _T: ...
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        if self._required:
+            return obj._d[self._key]
+        if self._or_else is None:
+            return obj._d.get(self._key, self._default)
+        return obj._d.get(self._key) or self._or_else()
+
+    # Read-only like a property without a setter, in subclasses too; for
+    # mypy, no value can be assigned.
+    def __set__(self, obj: object, value: NoReturn) -> NoReturn:
+        raise AttributeError(f"{type(obj).__name__!r} object attribute {self._key!r} is read-only")
+
+    def __delete__(self, obj: object) -> NoReturn:
+        raise AttributeError(f"{type(obj).__name__!r} object attribute {self._key!r} is read-only")
 
 
 class Message:
@@ -126,29 +213,20 @@ class AgentInput:
             self._messages = [Message.from_dict(m) for m in self._d.get("messages", ())]
         return self._messages
 
-    @property
-    def session_id(self) -> str:
-        return self._d.get("session_id", "")  # type: ignore[no-any-return]
+    session_id = _Field[str](default="")
+    run_id = _Field[str](default="")
+    metadata = _Field[JSON]("The request's metadata.", or_else=dict)
 
-    @property
-    def run_id(self) -> str:
-        return self._d.get("run_id", "")  # type: ignore[no-any-return]
+    state = _Field[JSON](
+        "The session's shared state (a JSON object) as of this step.",
+        or_else=dict,
+    )
 
-    @property
-    def metadata(self) -> JSON:
-        """The request's metadata."""
-        return self._d.get("metadata") or {}
-
-    @property
-    def state(self) -> JSON:
-        """The session's shared state (a JSON object) as of this step."""
-        return self._d.get("state") or {}
-
-    @property
-    def answer(self) -> Any:
+    answer = _Field[Any](
         """The answer to the question this agent asked at this step (the same
-        as ``ctx.answer``); None until the run is resumed with one."""
-        return self._d.get("answer")
+        as ``ctx.answer``); None until the run is resumed with one.""",
+        default=None,
+    )
 
     @property
     def handoff(self) -> Optional[Handoff]:
@@ -352,31 +430,12 @@ class Step:
     def __init__(self, data: JSON) -> None:
         self._d = data
 
-    @property
-    def index(self) -> int:
-        return self._d["index"]  # type: ignore[no-any-return]
-
-    @property
-    def agent(self) -> str:
-        """The agent that answered (a fallback's name when one stood in)."""
-        return self._d["agent"]  # type: ignore[no-any-return]
-
-    @property
-    def fallback_for(self) -> Optional[str]:
-        return self._d.get("fallback_for")
-
-    @property
-    def label(self) -> Optional[str]:
-        return self._d.get("label")
-
-    @property
-    def input(self) -> str:
-        return self._d["input"]  # type: ignore[no-any-return]
-
-    @property
-    def status(self) -> str:
-        """"completed" or "failed"."""
-        return self._d["status"]  # type: ignore[no-any-return]
+    index = _Field[int]()
+    agent = _Field[str]("The agent that answered (a fallback's name when one stood in).")
+    fallback_for = _Field[Optional[str]](default=None)
+    label = _Field[Optional[str]](default=None)
+    input = _Field[str]()
+    status = _Field[str]('"completed" or "failed".')
 
     @property
     def output(self) -> Optional[AgentOutput]:
@@ -388,17 +447,9 @@ class Step:
         e = self._d.get("error")
         return ErrorInfo.from_dict(e) if e is not None else None
 
-    @property
-    def attempts(self) -> int:
-        return self._d["attempts"]  # type: ignore[no-any-return]
-
-    @property
-    def started_at(self) -> str:
-        return self._d["started_at"]  # type: ignore[no-any-return]
-
-    @property
-    def duration_ms(self) -> int:
-        return self._d["duration_ms"]  # type: ignore[no-any-return]
+    attempts = _Field[int]()
+    started_at = _Field[str]()
+    duration_ms = _Field[int]()
 
     @property
     def policy(self) -> List[PolicyDecision]:
@@ -439,9 +490,7 @@ class PolicyDecision:
     def __init__(self, data: JSON) -> None:
         self._d = data
 
-    @property
-    def kind(self) -> str:
-        return self._d["kind"]  # type: ignore[no-any-return]
+    kind = _Field[str]()
 
     @property
     def agent(self) -> Optional[str]:
@@ -487,48 +536,36 @@ class InputRequest:
     def __init__(self, data: JSON) -> None:
         self._d = data
 
-    @property
-    def key(self) -> str:
-        """Identifies the pause point within the run ("step:3", "approve:2", "approve_plan:0")."""
-        return self._d["key"]  # type: ignore[no-any-return]
+    key = _Field[str](
+        'Identifies the pause point within the run ("step:3", "approve:2", "approve_plan:0").'
+    )
 
-    @property
-    def kind(self) -> str:
-        return self._d["kind"]  # type: ignore[no-any-return]
+    kind = _Field[str]()
 
-    @property
-    def agent(self) -> Optional[str]:
-        """The agent that asked, or the one waiting for approval."""
-        return self._d.get("agent")
+    agent = _Field[Optional[str]](
+        "The agent that asked, or the one waiting for approval.",
+        default=None,
+    )
 
-    @property
-    def step(self) -> Optional[int]:
-        """The step the answer belongs to."""
-        return self._d.get("step")
+    step = _Field[Optional[int]]("The step the answer belongs to.", default=None)
+    prompt = _Field[str]("What to show the person answering.")
 
-    @property
-    def prompt(self) -> str:
-        """What to show the person answering."""
-        return self._d["prompt"]  # type: ignore[no-any-return]
+    schema = _Field[Any](
+        "A JSON schema the answer must satisfy (None: any JSON value).",
+        default=None,
+    )
 
-    @property
-    def schema(self) -> Any:
-        """A JSON schema the answer must satisfy (None: any JSON value)."""
-        return self._d.get("schema")
+    context = _Field[Any](
+        "Extra facts for the person answering (the plan to approve, the last message…).",
+        default=None,
+    )
 
-    @property
-    def context(self) -> Any:
-        """Extra facts for the person answering (the plan to approve, the last message…)."""
-        return self._d.get("context")
+    requested_at = _Field[Optional[str]](default=None)
 
-    @property
-    def requested_at(self) -> Optional[str]:
-        return self._d.get("requested_at")
-
-    @property
-    def expires_at(self) -> Optional[str]:
-        """After this (RFC 3339), answers are refused and the run ends ``timed_out``."""
-        return self._d.get("expires_at")
+    expires_at = _Field[Optional[str]](
+        "After this (RFC 3339), answers are refused and the run ends ``timed_out``.",
+        default=None,
+    )
 
     def to_dict(self) -> JSON:
         return self._d
@@ -549,31 +586,16 @@ class RunResult:
     def _from_json(cls, raw: str) -> RunResult:
         return cls(json.loads(raw))
 
-    @property
-    def run_id(self) -> str:
-        return self._d["run_id"]  # type: ignore[no-any-return]
+    run_id = _Field[str]()
+    session_id = _Field[str]()
+    pattern = _Field[str]()
+    task = _Field[str]()
+    agents = _Field[List[str]]()
 
-    @property
-    def session_id(self) -> str:
-        return self._d["session_id"]  # type: ignore[no-any-return]
-
-    @property
-    def pattern(self) -> str:
-        return self._d["pattern"]  # type: ignore[no-any-return]
-
-    @property
-    def task(self) -> str:
-        return self._d["task"]  # type: ignore[no-any-return]
-
-    @property
-    def agents(self) -> List[str]:
-        return self._d["agents"]  # type: ignore[no-any-return]
-
-    @property
-    def status(self) -> str:
+    status = _Field[str](
         """"completed", "failed", "timed_out", "cancelled", "waiting_for_input"
         (paused until ``orch.resume``), or "running" in a session."""
-        return self._d["status"]  # type: ignore[no-any-return]
+    )
 
     @property
     def waiting(self) -> bool:
@@ -586,41 +608,38 @@ class RunResult:
         i = self._d.get("input")
         return InputRequest(i) if i is not None else None
 
-    @property
-    def answers(self) -> JSON:
-        """Answers given to the run's questions, by ``InputRequest.key``."""
-        return self._d.get("answers") or {}
+    answers = _Field[JSON](
+        "Answers given to the run's questions, by ``InputRequest.key``.",
+        or_else=dict,
+    )
 
-    @property
-    def checkpoint(self) -> Optional[JSON]:
+    checkpoint = _Field[Optional[JSON]](
         """Where the run stands (``version``, ``steps``, ``position``,
-        ``resumes``…), written after every step of a checkpointed run."""
-        return self._d.get("checkpoint")
+        ``resumes``…), written after every step of a checkpointed run.""",
+        default=None,
+    )
 
     @property
     def ok(self) -> bool:
         """True when the run completed."""
         return self.status == COMPLETED
 
-    @property
-    def output(self) -> Optional[str]:
-        """The final answer; None when the run ended without one."""
-        return self._d.get("output")
+    output = _Field[Optional[str]](
+        "The final answer; None when the run ended without one.",
+        default=None,
+    )
 
-    @property
-    def data(self) -> Any:
-        """Structured final output (aggregations, votes…)."""
-        return self._d.get("data")
+    data = _Field[Any]("Structured final output (aggregations, votes…).", default=None)
 
     @property
     def error(self) -> Optional[ErrorInfo]:
         e = self._d.get("error")
         return ErrorInfo.from_dict(e) if e is not None else None
 
-    @property
-    def termination(self) -> Optional[str]:
-        """Why the run stopped when a condition ended it (e.g. "text_mention: APPROVED")."""
-        return self._d.get("termination")
+    termination = _Field[Optional[str]](
+        'Why the run stopped when a condition ended it (e.g. "text_mention: APPROVED").',
+        default=None,
+    )
 
     @property
     def partial(self) -> bool:
@@ -635,22 +654,10 @@ class RunResult:
     def usage(self) -> Usage:
         return Usage.from_dict(self._d.get("usage"))
 
-    @property
-    def options(self) -> JSON:
-        """The request's options, kept so the run can be replayed."""
-        return self._d.get("options") or {}
-
-    @property
-    def started_at(self) -> str:
-        return self._d["started_at"]  # type: ignore[no-any-return]
-
-    @property
-    def finished_at(self) -> Optional[str]:
-        return self._d.get("finished_at")
-
-    @property
-    def duration_ms(self) -> int:
-        return self._d.get("duration_ms", 0)  # type: ignore[no-any-return]
+    options = _Field[JSON]("The request's options, kept so the run can be replayed.", or_else=dict)
+    started_at = _Field[str]()
+    finished_at = _Field[Optional[str]](default=None)
+    duration_ms = _Field[int](default=0)
 
     def to_dict(self) -> JSON:
         """The core's JSON for this result, unchanged."""
@@ -693,17 +700,13 @@ class Session:
     def __init__(self, data: JSON) -> None:
         self._d = data
 
-    @property
-    def id(self) -> str:
-        return self._d["id"]  # type: ignore[no-any-return]
+    id = _Field[str]()
 
     @property
     def messages(self) -> List[Message]:
         return [Message.from_dict(m) for m in self._d.get("messages", ())]
 
-    @property
-    def state(self) -> JSON:
-        return self._d.get("state") or {}
+    state = _Field[JSON](or_else=dict)
 
     @property
     def runs(self) -> List[RunResult]:
@@ -717,21 +720,10 @@ class Session:
                 return RunResult(r)
         return None
 
-    @property
-    def metadata(self) -> JSON:
-        return self._d.get("metadata") or {}
-
-    @property
-    def created_at(self) -> str:
-        return self._d["created_at"]  # type: ignore[no-any-return]
-
-    @property
-    def updated_at(self) -> str:
-        return self._d["updated_at"]  # type: ignore[no-any-return]
-
-    @property
-    def version(self) -> int:
-        return self._d.get("version", 0)  # type: ignore[no-any-return]
+    metadata = _Field[JSON](or_else=dict)
+    created_at = _Field[str]()
+    updated_at = _Field[str]()
+    version = _Field[int](default=0)
 
     def to_dict(self) -> JSON:
         return self._d
@@ -775,35 +767,13 @@ class Event:
     def __init__(self, data: JSON) -> None:
         self._d = data
 
-    @property
-    def type(self) -> str:
-        return self._d["type"]  # type: ignore[no-any-return]
-
-    @property
-    def run_id(self) -> str:
-        return self._d["run_id"]  # type: ignore[no-any-return]
-
-    @property
-    def session_id(self) -> str:
-        return self._d["session_id"]  # type: ignore[no-any-return]
-
-    @property
-    def seq(self) -> int:
-        """1, 2, 3… within a run, in emission order."""
-        return self._d["seq"]  # type: ignore[no-any-return]
-
-    @property
-    def timestamp(self) -> str:
-        return self._d["timestamp"]  # type: ignore[no-any-return]
-
-    @property
-    def schema_version(self) -> int:
-        return self._d["schema_version"]  # type: ignore[no-any-return]
-
-    @property
-    def agent(self) -> Optional[str]:
-        """The agent the event is about, when there is one."""
-        return self._d.get("agent")
+    type = _Field[str]()
+    run_id = _Field[str]()
+    session_id = _Field[str]()
+    seq = _Field[int]("1, 2, 3… within a run, in emission order.")
+    timestamp = _Field[str]()
+    schema_version = _Field[int]()
+    agent = _Field[Optional[str]]("The agent the event is about, when there is one.", default=None)
 
     @property
     def is_terminal(self) -> bool:
