@@ -173,16 +173,18 @@ impl SessionStore for MemoryStore {
         let now = Instant::now();
         let expires_at = self.ttl.map(|t| now + t);
         let mut entries = self.lock();
-        if entries.peek(id).is_some_and(|e| expired(e, now)) {
-            entries.pop(id);
-        }
-        if let Some(e) = entries.get_mut(id) {
-            change(&mut e.session);
-            e.session.version += 1;
-            e.session.updated_at = chrono::Utc::now();
-            e.expires_at = expires_at;
-            return Ok(e.session.version);
-        }
+        // One lookup for a live session; an expired one is dropped and started afresh.
+        let stale = match entries.get_mut(id) {
+            Some(e) if !expired(e, now) => {
+                change(&mut e.session);
+                e.session.version += 1;
+                e.session.updated_at = chrono::Utc::now();
+                e.expires_at = expires_at;
+                return Ok(e.session.version);
+            }
+            Some(_) => entries.pop(id),
+            None => None,
+        };
         let mut session = Session::new(id);
         change(&mut session);
         session.version = 1;
@@ -193,9 +195,10 @@ impl SessionStore for MemoryStore {
                 expires_at,
             },
         );
-        // Free the evicted session after releasing the lock.
+        // Free the evicted and expired sessions after releasing the lock.
         drop(entries);
         drop(evicted);
+        drop(stale);
         Ok(1)
     }
 }
