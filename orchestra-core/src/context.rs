@@ -216,6 +216,9 @@ pub(crate) struct CheckpointTarget {
 /// concurrent steps can use it at once.
 pub struct RunContext {
     p: RunParams,
+    /// The wall clock and the monotonic clock read together when the run
+    /// started: steps take their start time from the monotonic clock alone.
+    epoch: (chrono::DateTime<Utc>, Instant),
     next_step: AtomicU32,
     iterations: AtomicU32,
     rec: Mutex<Record>,
@@ -237,6 +240,7 @@ impl RunContext {
         let state = p.state.clone();
         Self {
             p,
+            epoch: (Utc::now(), Instant::now()),
             next_step: AtomicU32::new(0),
             iterations: AtomicU32::new(0),
             rec: Mutex::new(Record {
@@ -373,6 +377,15 @@ impl RunContext {
         if let Err(e) = target.store.save_checkpoint(&run).await {
             tracing::warn!(run_id = %run.run_id, error = %e, "could not write a checkpoint");
         }
+    }
+
+    /// The wall-clock time of `at`, from the run's epoch (one clock read per step).
+    fn wall_time(&self, at: Instant) -> chrono::DateTime<Utc> {
+        let (wall, mono) = self.epoch;
+        chrono::TimeDelta::from_std(at.saturating_duration_since(mono))
+            .ok()
+            .and_then(|d| wall.checked_add_signed(d))
+            .unwrap_or_else(Utc::now)
     }
 
     fn rec(&self) -> MutexGuard<'_, Record> {
@@ -518,27 +531,31 @@ impl RunContext {
         call: Call,
     ) -> impl Future<Output = Result<StepOutcome, OrchestraError>> + Send + 'a {
         let index = self.next_step.fetch_add(1, Ordering::Relaxed);
-        let agent = agent.clone();
-        async move {
-            let result = self.invoke_step(index, agent, call).await;
-            let recorded = matches!(result, Ok(_) | Err(OrchestraError::AgentFailed { .. }));
-            let replayed = self
-                .p
-                .recorded
-                .as_ref()
-                .is_some_and(|r| r.contains_key(&index));
-            if recorded && !replayed && self.p.checkpoint.is_some() {
-                self.save_checkpoint().await;
-            }
-            result
-        }
+        // A combinator rather than an async block awaiting the step: the
+        // step's future is not stored twice, and moving this one stays cheap.
+        futures::FutureExt::then(
+            self.invoke_step(index, agent.clone(), call),
+            move |result| async move {
+                let recorded = matches!(result, Ok(_) | Err(OrchestraError::AgentFailed { .. }));
+                let replayed = self
+                    .p
+                    .recorded
+                    .as_ref()
+                    .is_some_and(|r| r.contains_key(&index));
+                if recorded && !replayed && self.p.checkpoint.is_some() {
+                    // Boxed: the write's future stays out of every step's future.
+                    Box::pin(self.save_checkpoint()).await;
+                }
+                result
+            },
+        )
     }
 
     async fn invoke_step(
         &self,
         index: u32,
-        first: AgentRef,
-        call: Call,
+        mut agent: AgentRef,
+        mut call: Call,
     ) -> Result<StepOutcome, OrchestraError> {
         if self.p.cancel.is_cancelled() {
             return Err(OrchestraError::Cancelled);
@@ -549,12 +566,12 @@ impl RunContext {
                 limit: self.p.limits.max_iterations,
             });
         }
-        let started_at = Utc::now();
         let clock = Instant::now();
+        let started_at = self.wall_time(clock);
         if let Some(step) = self.p.recorded.as_ref().and_then(|r| r.get(&index)) {
-            return self.replay_step(index, step, &call, started_at, clock);
+            return self.replay_step(index, step, call, started_at, clock);
         }
-        let first_name = first.name().to_owned();
+        let first_name = agent.name().to_owned();
         if !self.p.options.approve_agents.is_empty()
             && self.p.options.approve_agents.contains(&first_name)
         {
@@ -571,8 +588,6 @@ impl RunContext {
             false => self.p.answers.get(&format!("step:{index}")).cloned(),
         };
         let mut chain = self.fallbacks(&first_name).into_iter();
-        let mut call = call;
-        let mut agent = first;
         let mut attempts = 0u32;
         let mut decisions = Vec::new();
         loop {
@@ -607,7 +622,7 @@ impl RunContext {
                             index,
                             &name,
                             fallback_for,
-                            &call,
+                            call,
                             output,
                             attempts,
                             decisions,
@@ -657,9 +672,8 @@ impl RunContext {
                             error: (&e).into(),
                         });
                         tracing::debug!(agent = %name, step = index, retry, ?delay, error = %e, "retrying agent call");
-                        tokio::select! {
-                            () = tokio::time::sleep(delay) => {}
-                            () = self.p.cancel.cancelled() => return Err(OrchestraError::Cancelled),
+                        if !Box::pin(self.back_off(delay)).await {
+                            return Err(OrchestraError::Cancelled);
                         }
                     }
                     Err(e) => break e,
@@ -708,6 +722,31 @@ impl RunContext {
                     });
                 }
             }
+        }
+    }
+
+    /// Waits `delay` before a retry; `false` when the run was cancelled meanwhile.
+    async fn back_off(&self, delay: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => true,
+            () = self.p.cancel.cancelled() => false,
+        }
+    }
+
+    /// Waits for a slot of an agent's bulkhead within `deadline`.
+    async fn acquire_slot(
+        &self,
+        slots: &Arc<tokio::sync::Semaphore>,
+        deadline: Instant,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Option<AgentError>> {
+        tokio::select! {
+            r = tokio::time::timeout_at(deadline, slots.clone().acquire_owned()) => match r {
+                Ok(Ok(permit)) => Ok(Some(permit)),
+                // The semaphore is never closed; go on without a slot if it were.
+                Ok(Err(_)) => Ok(None),
+                Err(_) => Err(None),
+            },
+            () = self.p.cancel.cancelled() => Err(Some(AgentError::Cancelled)),
         }
     }
 
@@ -818,15 +857,12 @@ impl RunContext {
         let timed_out = || AgentError::Timeout(timeout.unwrap_or(self.p.limits.timeout));
         let guard = self.p.resilience.guard(name, &self.p.limits);
         // Bulkhead: wait for a slot, within this call's deadline.
+        // Boxed: most agents have no bulkhead, and their calls' futures stay small.
         let _slot = match &guard.bulkhead {
-            Some((slots, _)) => tokio::select! {
-                r = tokio::time::timeout_at(deadline, slots.clone().acquire_owned()) => match r {
-                    Ok(Ok(permit)) => Some(permit),
-                    // The semaphore is never closed; go on without a slot if it were.
-                    Ok(Err(_)) => None,
-                    Err(_) => return Err(timed_out()),
-                },
-                () = self.p.cancel.cancelled() => return Err(AgentError::Cancelled),
+            Some((slots, _)) => match Box::pin(self.acquire_slot(slots, deadline)).await {
+                Ok(slot) => slot,
+                Err(Some(e)) => return Err(e),
+                Err(None) => return Err(timed_out()),
             },
             None => None,
         };
@@ -859,9 +895,14 @@ impl RunContext {
             Some(deadline),
             self.p.events.clone(),
         )
-        .with_handoff_targets(call.handoff_targets.clone())
         .with_handoff(call.handoff.clone(), call.payload_schemas.clone())
         .with_answer(answer);
+        // Most calls have no handoff targets: keep the context's empty list.
+        let ctx = if call.handoff_targets.is_empty() {
+            ctx
+        } else {
+            ctx.with_handoff_targets(call.handoff_targets.clone())
+        };
         let input = AgentInput {
             task: call.task.clone(),
             messages: if last {
@@ -945,7 +986,7 @@ impl RunContext {
         &self,
         index: u32,
         step: &Step,
-        call: &Call,
+        call: Call,
         started_at: chrono::DateTime<Utc>,
         clock: Instant,
     ) -> Result<StepOutcome, OrchestraError> {
@@ -990,7 +1031,7 @@ impl RunContext {
                     index,
                     &step.agent,
                     first,
-                    call,
+                    &call,
                     &err,
                     step.attempts,
                     step.policy.clone(),
@@ -1011,7 +1052,7 @@ impl RunContext {
         index: u32,
         name: &str,
         fallback_for: Option<String>,
-        call: &Call,
+        call: Call,
         output: AgentOutput,
         attempts: u32,
         policy: Vec<PolicyDecision>,
@@ -1039,7 +1080,7 @@ impl RunContext {
         index: u32,
         name: &str,
         fallback_for: Option<String>,
-        call: &Call,
+        call: Call,
         output: AgentOutput,
         attempts: u32,
         policy: Vec<PolicyDecision>,
@@ -1055,13 +1096,13 @@ impl RunContext {
                 merge_patch(&mut rec.state, patch);
                 rec.state_patches.push(patch.clone());
             }
-            rec.transcript.push(message.clone());
+            rec.transcript.push(message);
             rec.steps.push(Step {
                 index,
                 agent: name.to_owned(),
                 fallback_for,
-                label: call.label.clone(),
-                input: call.task.clone(),
+                label: call.label,
+                input: call.task,
                 status: StepStatus::Completed,
                 output: Some(output.clone()),
                 error: None,
@@ -1081,7 +1122,7 @@ impl RunContext {
         self.p.events.emit_with(|| EventKind::AgentCompleted {
             agent: name.to_owned(),
             step: index,
-            message,
+            message: output.to_message(name),
             handoff: output.handoff.clone(),
             duration_ms,
             usage: output.usage,

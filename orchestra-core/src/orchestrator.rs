@@ -603,13 +603,12 @@ impl Orchestrator {
     ) -> RunResult {
         let clock = Instant::now();
         let deadline = clock + p.limits.timeout;
-        let agent_names: Vec<String> = p.agents.iter().map(|a| a.name().to_owned()).collect();
         let mut result = RunResult {
             run_id: p.run_id.clone(),
             session_id: p.session_id.clone(),
             pattern: p.pattern.name().to_owned(),
             task: p.request.task.clone(),
-            agents: agent_names.clone(),
+            agents: p.agents.iter().map(|a| a.name().to_owned()).collect(),
             status: RunStatus::Running,
             output: None,
             data: None,
@@ -677,15 +676,15 @@ impl Orchestrator {
         let (mut history, state, session_usage) = seen;
         history.push(Message::user(p.request.task.clone()));
         match &p.resume {
-            None => sink.emit(EventKind::RunStarted {
+            None => sink.emit_with(|| EventKind::RunStarted {
                 pattern: result.pattern.clone(),
                 task: p.request.task.clone(),
-                agents: agent_names,
+                agents: result.agents.clone(),
             }),
-            Some(resume) => sink.emit(EventKind::RunResumed {
+            Some(resume) => sink.emit_with(|| EventKind::RunResumed {
                 pattern: result.pattern.clone(),
                 task: p.request.task.clone(),
-                agents: agent_names,
+                agents: result.agents.clone(),
                 recorded_steps: resume.record.steps.len() as u32,
                 answered: resume.answered.clone(),
             }),

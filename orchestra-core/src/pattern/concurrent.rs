@@ -153,8 +153,10 @@ impl Pattern for Concurrent {
         for (pos, agent) in scope.agents.iter().enumerate() {
             let call =
                 Call::new(scope.task.clone(), history.clone()).label(format!("branch {pos}"));
-            let fut = ctx.invoke(agent, call);
-            calls.push(Box::pin(async move { (pos, fut.await) }));
+            // `map`, not an async block awaiting the call: that would hold
+            // the call's future twice.
+            let fut = futures::FutureExt::map(ctx.invoke(agent, call), move |r| (pos, r));
+            calls.push(Box::pin(fut));
         }
         let mut in_flight = futures::stream::iter(calls).buffer_unordered(limit);
 

@@ -334,7 +334,10 @@ impl Pattern for GroupChat {
                 }
                 Err(e) => return Err(e),
             };
-            chat.transcript.push(out.message());
+            // The step's answer is not needed after this: its text moves into the message.
+            let mut message = Message::assistant(out.agent, out.output.content);
+            message.data = out.output.data;
+            chat.transcript.push(message);
             chat.round += 1;
             chat.usage = ctx.usage();
             // The pattern's own condition (set in Rust), then the run's.

@@ -55,20 +55,17 @@ impl Pattern for Sequential {
     }
 
     async fn run(&self, ctx: &RunContext, scope: Scope) -> Result<PatternOutput, OrchestraError> {
-        let mut input = scope.task.clone();
-        let mut last = None;
+        let mut last: Option<crate::context::StepOutcome> = None;
         let mut termination = None;
         for (i, agent) in scope.agents.iter().enumerate() {
-            let task = if self.options.keep_task {
-                scope.task.clone()
-            } else {
-                input.clone()
+            // The previous answer is the next task; it is not needed after that.
+            let task = match last.take() {
+                Some(prev) if !self.options.keep_task => prev.output.content,
+                _ => scope.task.clone(),
             };
             let call = Call::new(task, ctx.conversation()).label(format!("position {i}"));
             ctx.set_position(|| serde_json::json!({"position": i, "agent": agent.name()}));
-            let out = ctx.invoke(agent, call).await?;
-            input = out.output.content.clone();
-            last = Some(out);
+            last = Some(ctx.invoke(agent, call).await?);
             // A run-wide condition may end the pipeline early, with this answer.
             termination = crate::termination::check_run(ctx, i as u32 + 1).await;
             if termination.is_some() {
