@@ -18,8 +18,12 @@
 //! assert!(QueuedRunStatus::Completed.is_final());
 //! ```
 
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub(crate) mod pacing;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+pub(crate) mod stream_group;
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;

@@ -75,15 +75,19 @@ use chrono::{DateTime, Utc};
 use futures::Stream;
 use redis::{
     Script, Value as RedisValue,
-    aio::ConnectionManager,
-    streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply},
+    streams::{StreamId, StreamReadReply},
 };
 use serde::Serialize;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{JobError, QueueError, QueuedRun, QueuedRunStatus, RunEvent, validate_run_id};
+use super::{
+    JobError, QueueError, QueuedRun, QueuedRunStatus, RunEvent,
+    pacing::{Backoff, claim_keeper},
+    stream_group::{GroupConsumer, NextEntry, ms},
+    validate_run_id,
+};
 use crate::{
     error::StoreError,
     session::{RedisLink, RedisStore},
@@ -348,8 +352,15 @@ impl QueueStats {
 /// The events of a run, ending after its last one.
 pub type RunEventStream = Pin<Box<dyn Stream<Item = Result<RunEvent, QueueError>> + Send>>;
 
-fn ms(d: Duration) -> u64 {
-    d.as_millis().max(1) as u64
+/// Resets the run's idle time so no other worker reclaims it.
+async fn keep_claim(group: &GroupConsumer<'_>, d: &Delivery) {
+    match group.keep_claim(&d.entry_id).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(run_id = %d.run_id, "the queue entry is gone; another worker finished this run")
+        }
+        Err(e) => tracing::warn!(run_id = %d.run_id, error = %e, "could not keep the claim"),
+    }
 }
 
 fn now() -> String {
@@ -544,28 +555,6 @@ impl RedisRunQueue {
         }))
     }
 
-    /// Creates the consumer group (and the stream) unless it exists.
-    async fn ensure_group(&self) -> Result<(), StoreError> {
-        let mut conn = self.link.conn.clone();
-        let created: Result<(), StoreError> = self
-            .link
-            .call(
-                "create group",
-                redis::cmd("XGROUP")
-                    .arg("CREATE")
-                    .arg(self.queue_key())
-                    .arg(&self.config.group)
-                    .arg("0")
-                    .arg("MKSTREAM")
-                    .query_async(&mut conn),
-            )
-            .await;
-        match created {
-            Err(StoreError::Backend(msg)) if msg.contains("BUSYGROUP") => Ok(()),
-            other => other,
-        }
-    }
-
     /// Runs one worker until `cancel` fires: takes runs from the queue
     /// (new ones, and ones other workers abandoned), calls `handler` for
     /// each, one at a time, and records the outcome. Redis outages are
@@ -586,153 +575,43 @@ impl RedisRunQueue {
     {
         let consumer = format!("worker-{}", uuid::Uuid::new_v4().simple());
         let blocking = self.link.dedicated(self.config.block)?;
-        let claim_every = (self.config.claim_idle / 2).max(Duration::from_millis(50));
-        let mut next_claim = tokio::time::Instant::now();
-        let mut group_ready = false;
-        let mut backoff = Duration::from_millis(100);
+        let group = GroupConsumer {
+            link: &self.link,
+            stream: self.queue_key(),
+            group: self.config.group.clone(),
+            consumer,
+        };
+        let consumer = group.consumer.as_str();
+        let mut next = NextEntry::new(self.config.claim_idle, false);
+        let mut backoff = Backoff::new();
         let mut abandoned = false;
-        let mut cursor = "0-0".to_owned();
         tracing::info!(consumer, group = %self.config.group, "worker started");
         while !cancel.is_cancelled() {
             let step = async {
-                if !group_ready {
-                    self.ensure_group().await?;
-                    group_ready = true;
-                }
-                let now = tokio::time::Instant::now();
-                let delivery = if now >= next_claim {
-                    match self.reclaim(&consumer, &mut cursor).await? {
-                        Some(d) => Some(d),
-                        // More of the pending list to scan: go on next round.
-                        None if cursor != "0-0" => None,
-                        None => {
-                            next_claim = now + claim_every;
-                            self.read_new(&blocking, &consumer).await?
-                        }
-                    }
-                } else {
-                    self.read_new(&blocking, &consumer).await?
-                };
-                if let Some(d) = delivery {
-                    abandoned |= !self.process(d, &consumer, &handler, &cancel).await?;
+                let taken = next.take(&group, &blocking, self.config.block).await?;
+                if let Some((entry, deliveries)) = taken {
+                    let d = self.delivery(entry, deliveries);
+                    abandoned |= !self.process(d, &group, &handler, &cancel).await?;
                 }
                 Ok::<(), StoreError>(())
             };
             match step.await {
-                Ok(()) => backoff = Duration::from_millis(100),
+                Ok(()) => backoff.reset(),
                 Err(e) => {
-                    if matches!(&e, StoreError::Backend(m) if m.contains("NOGROUP")) {
-                        // Redis lost the group (restarted without persistence).
-                        group_ready = false;
+                    next.failed(&e);
+                    tracing::warn!(consumer, error = %e, backoff = ?backoff.current(), "worker cannot reach the queue; retrying");
+                    if !backoff.wait(&cancel).await {
+                        break;
                     }
-                    tracing::warn!(consumer, error = %e, ?backoff, "worker cannot reach the queue; retrying");
-                    tokio::select! {
-                        () = cancel.cancelled() => break,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
         if !abandoned {
             // Nothing of ours is pending: leave the group tidy.
-            let mut conn = self.link.conn.clone();
-            let removed: Result<i64, StoreError> = self
-                .link
-                .call(
-                    "delete consumer",
-                    redis::cmd("XGROUP")
-                        .arg("DELCONSUMER")
-                        .arg(self.queue_key())
-                        .arg(&self.config.group)
-                        .arg(&consumer)
-                        .query_async(&mut conn),
-                )
-                .await;
-            if let Err(e) = removed {
-                tracing::debug!(consumer, error = %e, "could not remove the consumer");
-            }
+            group.leave().await;
         }
         tracing::info!(consumer, "worker stopped");
         Ok(())
-    }
-
-    async fn read_new(
-        &self,
-        blocking: &ConnectionManager,
-        consumer: &str,
-    ) -> Result<Option<Delivery>, StoreError> {
-        let mut conn = blocking.clone();
-        let limit = self.link.config.op_timeout() + self.config.block;
-        let reply: Option<StreamReadReply> = self
-            .link
-            .call_within(
-                limit,
-                "read queue",
-                redis::cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(&self.config.group)
-                    .arg(consumer)
-                    .arg("COUNT")
-                    .arg(1)
-                    .arg("BLOCK")
-                    .arg(ms(self.config.block))
-                    .arg("STREAMS")
-                    .arg(self.queue_key())
-                    .arg(">")
-                    .query_async(&mut conn),
-            )
-            .await?;
-        let Some(entry) = reply.and_then(|r| r.keys.into_iter().next()?.ids.into_iter().next())
-        else {
-            return Ok(None);
-        };
-        Ok(Some(self.delivery(entry, 1)))
-    }
-
-    /// Takes over one entry idle longer than `claim_idle`, scanning the
-    /// pending list from `cursor` (which it advances; "0-0" = wrapped).
-    async fn reclaim(
-        &self,
-        consumer: &str,
-        cursor: &mut String,
-    ) -> Result<Option<Delivery>, StoreError> {
-        let mut conn = self.link.conn.clone();
-        let reply: StreamAutoClaimReply = self
-            .link
-            .call(
-                "reclaim",
-                redis::cmd("XAUTOCLAIM")
-                    .arg(self.queue_key())
-                    .arg(&self.config.group)
-                    .arg(consumer)
-                    .arg(ms(self.config.claim_idle))
-                    .arg(cursor.as_str())
-                    .arg("COUNT")
-                    .arg(1)
-                    .query_async(&mut conn),
-            )
-            .await?;
-        *cursor = reply.next_stream_id;
-        let Some(entry) = reply.claimed.into_iter().next() else {
-            return Ok(None);
-        };
-        let pending: StreamPendingCountReply = self
-            .link
-            .call(
-                "pending",
-                redis::cmd("XPENDING")
-                    .arg(self.queue_key())
-                    .arg(&self.config.group)
-                    .arg(&entry.id)
-                    .arg(&entry.id)
-                    .arg(1)
-                    .query_async(&mut conn),
-            )
-            .await?;
-        let deliveries = pending.ids.first().map_or(2, |p| p.times_delivered as u32);
-        tracing::info!(consumer, entry = %entry.id, deliveries, "reclaimed an abandoned run");
-        Ok(Some(self.delivery(entry, deliveries)))
     }
 
     fn delivery(&self, entry: StreamId, deliveries: u32) -> Delivery {
@@ -751,7 +630,7 @@ impl RedisRunQueue {
     async fn process<H, F>(
         &self,
         d: Delivery,
-        consumer: &str,
+        group: &GroupConsumer<'_>,
         handler: &H,
         cancel: &CancellationToken,
     ) -> Result<bool, StoreError>
@@ -759,6 +638,7 @@ impl RedisRunQueue {
         H: Fn(RunJob) -> F + Send + Sync + 'static,
         F: Future<Output = Result<Value, JobError>> + Send + 'static,
     {
+        let consumer = group.consumer.as_str();
         if validate_run_id(&d.run_id).is_err() {
             tracing::warn!(entry = %d.entry_id, "queue entry without a valid run id; dead-lettering");
             self.dead_letter(&d, "queue entry has no valid run_id")
@@ -804,14 +684,11 @@ impl RedisRunQueue {
             cancel: job_cancel.clone(),
         };
         let mut task = AbortOnDrop(tokio::spawn(handler(job)));
-        let touch_every = (self.config.claim_idle / 3).max(Duration::from_millis(20));
-        let mut ticker =
-            tokio::time::interval_at(tokio::time::Instant::now() + touch_every, touch_every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticker = claim_keeper(self.config.claim_idle);
         let outcome = loop {
             tokio::select! {
                 joined = &mut task.0 => break joined,
-                _ = ticker.tick() => self.touch(consumer, &d).await,
+                _ = ticker.tick() => keep_claim(group, &d).await,
                 () = cancel.cancelled(), if !job_cancel.is_cancelled() => job_cancel.cancel(),
             }
         };
@@ -871,31 +748,6 @@ impl RedisRunQueue {
     }
 
     /// Resets the entry's idle time so no other worker reclaims it.
-    async fn touch(&self, consumer: &str, d: &Delivery) {
-        let mut conn = self.link.conn.clone();
-        let kept: Result<Vec<String>, StoreError> = self
-            .link
-            .call(
-                "keep claim",
-                redis::cmd("XCLAIM")
-                    .arg(self.queue_key())
-                    .arg(&self.config.group)
-                    .arg(consumer)
-                    .arg(0)
-                    .arg(&d.entry_id)
-                    .arg("JUSTID")
-                    .query_async(&mut conn),
-            )
-            .await;
-        match kept {
-            Ok(ids) if ids.is_empty() => {
-                tracing::warn!(run_id = %d.run_id, "the queue entry is gone; another worker finished this run")
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(run_id = %d.run_id, error = %e, "could not keep the claim"),
-        }
-    }
-
     async fn dead_letter(&self, d: &Delivery, error: &str) -> Result<(), StoreError> {
         let run_id = if validate_run_id(&d.run_id).is_ok() {
             d.run_id.as_str()

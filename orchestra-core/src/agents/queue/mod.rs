@@ -52,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     agent::{Agent, AgentContext, AgentInput, AgentOutput},
     error::AgentError,
+    queue::pacing::claim_keeper,
 };
 use wire::{AgentReply, AgentRequest};
 
@@ -484,14 +485,41 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Runs a delivery's handler on a task of its own; a panic becomes a
-/// retryable error reply.
-pub(crate) fn spawn_handler(handler: &Handler, delivery: Delivery) -> AbortOnDrop<Vec<u8>> {
-    AbortOnDrop(tokio::spawn(handler(delivery)))
+/// Answers a delivery: its handler runs on a task of its own, aborted if
+/// this future is dropped (as a crashed process would stop).
+#[cfg(feature = "nats")]
+pub(crate) async fn answer(handler: &Handler, delivery: Delivery) -> Vec<u8> {
+    let mut task = AbortOnDrop(tokio::spawn(handler(delivery)));
+    handler_reply((&mut task.0).await)
 }
 
-/// The reply of a finished handler task.
-pub(crate) fn handler_reply(joined: Result<Vec<u8>, tokio::task::JoinError>) -> Vec<u8> {
+/// [`answer`] for queues that give an idle request to another worker:
+/// `keep` tells the queue the request is still worked on, on every tick of
+/// [`claim_keeper`] until the handler ends.
+pub(crate) async fn answer_keeping<F, Fut>(
+    handler: &Handler,
+    delivery: Delivery,
+    claim_idle: Duration,
+    mut keep: F,
+) -> Vec<u8>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut task = AbortOnDrop(tokio::spawn(handler(delivery)));
+    let mut ticker = claim_keeper(claim_idle);
+    let joined = loop {
+        tokio::select! {
+            joined = &mut task.0 => break joined,
+            _ = ticker.tick() => keep().await,
+        }
+    };
+    handler_reply(joined)
+}
+
+/// The reply of a finished handler task; a panic becomes a retryable
+/// error reply.
+fn handler_reply(joined: Result<Vec<u8>, tokio::task::JoinError>) -> Vec<u8> {
     match joined {
         Ok(reply) => reply,
         Err(e) if e.is_panic() => AgentReply::failure("the agent panicked", true).encode(),

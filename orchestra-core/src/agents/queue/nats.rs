@@ -27,7 +27,7 @@ use std::{
 };
 
 use async_nats::{
-    HeaderMap, RequestErrorKind,
+    HeaderMap, RequestErrorKind, Subject,
     jetstream::{self, AckKind, consumer::pull, stream},
 };
 use async_trait::async_trait;
@@ -35,10 +35,8 @@ use futures::StreamExt;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    Delivery, Handler, QueueAgentError, QueueConfig, Transport, handler_reply, spawn_handler,
-};
-use crate::error::AgentError;
+use super::{Delivery, Handler, QueueAgentError, QueueConfig, Transport, answer, answer_keeping};
+use crate::{error::AgentError, queue::pacing::Backoff};
 
 const REQUEST_ID: &str = "Orchestra-Request-Id";
 const REPLY_TO: &str = "Orchestra-Reply-To";
@@ -61,6 +59,13 @@ pub(crate) struct NatsTransport {
 
 fn unavailable(e: impl std::fmt::Display) -> QueueAgentError {
     QueueAgentError::Unavailable(e.to_string())
+}
+
+/// The value of header `key`, if the message has it.
+fn header(headers: Option<&HeaderMap>, key: &str) -> Option<String> {
+    headers
+        .and_then(|h| h.get(key))
+        .map(|v| v.as_str().to_owned())
 }
 
 fn now_ms() -> u64 {
@@ -200,11 +205,8 @@ impl NatsTransport {
             AgentError::Transport(format!("JetStream did not store the request: {e}"))
         })?;
         while let Some(msg) = replies.next().await {
-            let matches = msg
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(REQUEST_ID))
-                .is_none_or(|v| v.as_str() == request_id);
+            let matches =
+                header(msg.headers.as_ref(), REQUEST_ID).is_none_or(|id| id == request_id);
             if matches {
                 return Ok(msg.payload.to_vec());
             }
@@ -244,30 +246,14 @@ impl NatsTransport {
                 tracing::warn!(%subject, "request without a reply subject; skipped");
                 continue;
             };
-            let request_id = msg
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(REQUEST_ID))
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default();
-            let mut task = spawn_handler(
-                &handler,
-                Delivery {
-                    request_id: request_id.clone(),
-                    payload: msg.payload.to_vec(),
-                    attempt: 1,
-                },
-            );
-            let reply = handler_reply((&mut task.0).await);
-            let mut headers = HeaderMap::new();
-            headers.insert(REQUEST_ID, request_id.as_str());
-            if let Err(e) = self
-                .client
-                .publish_with_headers(reply_to, headers, reply.into())
-                .await
-            {
-                tracing::warn!(request_id, error = %e, "could not send a reply");
-            }
+            let request_id = header(msg.headers.as_ref(), REQUEST_ID).unwrap_or_default();
+            let delivery = Delivery {
+                request_id: request_id.clone(),
+                payload: msg.payload.to_vec(),
+                attempt: 1,
+            };
+            let reply = answer(&handler, delivery).await;
+            self.send_reply(reply_to, &request_id, reply).await;
         }
         // Stop taking requests; those already buffered for this subscriber
         // time out at their callers (core NATS delivers at most once).
@@ -307,7 +293,7 @@ impl NatsTransport {
         let name = self.stream_name(agent);
         let _ = ready.send(());
         tracing::info!(stream = %name, worker, "queue worker started");
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new();
         while !stop.is_cancelled() {
             // One request at a time, so a busy worker leaves the others to
             // its peers and a dead one holds at most one.
@@ -320,16 +306,14 @@ impl NatsTransport {
             let mut batch = match fetched {
                 Ok(b) => b,
                 Err(e) => {
-                    tracing::warn!(stream = %name, error = %e, ?backoff, "queue worker cannot fetch; retrying");
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        () = tokio::time::sleep(backoff) => {}
+                    tracing::warn!(stream = %name, error = %e, backoff = ?backoff.current(), "queue worker cannot fetch; retrying");
+                    if !backoff.wait(&stop).await {
+                        break;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
             };
-            backoff = Duration::from_millis(100);
+            backoff.reset();
             while let Some(next) = batch.next().await {
                 match next {
                     Ok(msg) => self.process_jetstream(msg, &handler).await,
@@ -342,58 +326,56 @@ impl NatsTransport {
     }
 
     async fn process_jetstream(&self, msg: jetstream::Message, handler: &Handler) {
-        let header = |k: &str| {
-            msg.headers
-                .as_ref()
-                .and_then(|h| h.get(k))
-                .map(|v| v.as_str().to_owned())
-        };
-        let request_id = header(REQUEST_ID).unwrap_or_default();
+        let get = |k: &str| header(msg.headers.as_ref(), k);
+        let request_id = get(REQUEST_ID).unwrap_or_default();
         let deliveries = msg
             .info()
             .map_or(1, |i| u32::try_from(i.delivered).unwrap_or(u32::MAX));
-        let Some(reply_to) = header(REPLY_TO) else {
+        let Some(reply_to) = get(REPLY_TO) else {
             tracing::warn!(request_id, "request without a reply subject; dropped");
             ack(&msg, AckKind::Term).await;
             return;
         };
-        let deadline = header(DEADLINE).and_then(|d| d.parse::<u64>().ok());
+        let deadline = get(DEADLINE).and_then(|d| d.parse::<u64>().ok());
         if deadline.is_some_and(|d| d < now_ms()) {
             tracing::debug!(request_id, "the caller's deadline has passed; dropped");
             ack(&msg, AckKind::Ack).await;
             return;
         }
-        let mut task = spawn_handler(
-            handler,
-            Delivery {
-                request_id: request_id.clone(),
-                payload: msg.payload.to_vec(),
-                attempt: deliveries,
-            },
-        );
-        let every = (self.config.claim_idle / 3).max(Duration::from_millis(20));
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let joined = loop {
-            tokio::select! {
-                joined = &mut task.0 => break joined,
-                _ = ticker.tick() => ack(&msg, AckKind::Progress).await,
-            }
+        let delivery = Delivery {
+            request_id: request_id.clone(),
+            payload: msg.payload.to_vec(),
+            attempt: deliveries,
         };
-        let reply = handler_reply(joined);
-        let mut headers = HeaderMap::new();
-        headers.insert(REQUEST_ID, request_id.as_str());
-        if let Err(e) = self
-            .client
-            .publish_with_headers(reply_to, headers, reply.into())
-            .await
-        {
+        let reply = answer_keeping(handler, delivery, self.config.claim_idle, || {
+            ack(&msg, AckKind::Progress)
+        })
+        .await;
+        if !self.send_reply(reply_to.into(), &request_id, reply).await {
             // Not acked: delivered again after ack_wait.
-            tracing::warn!(request_id, error = %e, "could not send a reply");
             return;
         }
         if let Err(e) = msg.double_ack().await {
             tracing::warn!(request_id, error = %e, "could not ack a request");
+        }
+    }
+}
+
+impl NatsTransport {
+    /// Sends `reply` to the caller's inbox; `false` (logged) if it could not.
+    async fn send_reply(&self, to: Subject, request_id: &str, reply: Vec<u8>) -> bool {
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID, request_id);
+        match self
+            .client
+            .publish_with_headers(to, headers, reply.into())
+            .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(request_id, error = %e, "could not send a reply");
+                false
+            }
         }
     }
 }

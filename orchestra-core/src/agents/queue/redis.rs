@@ -29,20 +29,20 @@ use std::{
 };
 
 use async_trait::async_trait;
-use redis::{
-    Script,
-    aio::ConnectionManager,
-    streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply},
-};
+use redis::{Script, aio::ConnectionManager, streams::StreamId};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    AbortOnDrop, Delivery, Handler, QueueAgentError, QueueConfig, Transport, handler_reply,
-    spawn_handler, wire::AgentReply,
+    AbortOnDrop, Delivery, Handler, QueueAgentError, QueueConfig, Transport, answer_keeping,
+    wire::AgentReply,
 };
 use crate::{
     error::{AgentError, StoreError},
+    queue::{
+        pacing::Backoff,
+        stream_group::{GroupConsumer, NextEntry, ms},
+    },
     session::{RedisLink, RedisStore, RedisStoreConfig},
 };
 
@@ -109,10 +109,6 @@ pub(crate) struct RedisTransport {
     waiting: Waiters,
     /// The reply listener, started by the first call.
     listener: Mutex<Option<AbortOnDrop<()>>>,
-}
-
-fn ms(d: Duration) -> u64 {
-    d.as_millis().clamp(1, u128::from(u64::MAX)) as u64
 }
 
 fn unavailable(e: StoreError) -> QueueAgentError {
@@ -318,11 +314,15 @@ impl Transport for RedisTransport {
     ) -> Result<(), QueueAgentError> {
         let w = RedisWorker {
             t: self,
-            stream: self.stream_key(agent),
-            consumer: worker.to_owned(),
+            group: GroupConsumer {
+                link: &self.link,
+                stream: self.stream_key(agent),
+                group: GROUP.to_owned(),
+                consumer: worker.to_owned(),
+            },
             handler,
         };
-        w.ensure_group().await.map_err(unavailable)?;
+        w.group.create_group().await.map_err(unavailable)?;
         let _ = ready.send(());
         w.run(stop).await
     }
@@ -355,8 +355,7 @@ impl Transport for RedisTransport {
 
 struct RedisWorker<'a> {
     t: &'a RedisTransport,
-    stream: String,
-    consumer: String,
+    group: GroupConsumer<'a>,
     handler: Handler,
 }
 
@@ -373,165 +372,32 @@ impl RedisWorker<'_> {
     async fn run(&self, stop: CancellationToken) -> Result<(), QueueAgentError> {
         let cfg = &self.t.config;
         let blocking = self.t.link.dedicated(cfg.block).map_err(unavailable)?;
-        let claim_every = (cfg.claim_idle / 2).max(Duration::from_millis(50));
-        let mut next_claim = tokio::time::Instant::now();
-        let mut cursor = "0-0".to_owned();
-        let mut group_ready = true;
-        let mut backoff = Duration::from_millis(100);
-        tracing::info!(stream = %self.stream, consumer = %self.consumer, "queue worker started");
+        let mut next = NextEntry::new(cfg.claim_idle, true);
+        let mut backoff = Backoff::new();
+        let (stream, consumer) = (&self.group.stream, &self.group.consumer);
+        tracing::info!(%stream, %consumer, "queue worker started");
         while !stop.is_cancelled() {
             let step = async {
-                if !group_ready {
-                    self.ensure_group().await?;
-                    group_ready = true;
-                }
-                let now = tokio::time::Instant::now();
-                let entry = if now >= next_claim {
-                    match self.reclaim(&mut cursor).await? {
-                        Some(e) => Some(e),
-                        None if cursor != "0-0" => None,
-                        None => {
-                            next_claim = now + claim_every;
-                            self.read_new(&blocking).await?
-                        }
-                    }
-                } else {
-                    self.read_new(&blocking).await?
-                };
-                if let Some(e) = entry {
-                    self.process(e).await?;
+                if let Some((e, deliveries)) = next.take(&self.group, &blocking, cfg.block).await? {
+                    self.process(entry(e, deliveries)).await?;
                 }
                 Ok::<(), StoreError>(())
             };
             match step.await {
-                Ok(()) => backoff = Duration::from_millis(100),
+                Ok(()) => backoff.reset(),
                 Err(e) => {
-                    if matches!(&e, StoreError::Backend(m) if m.contains("NOGROUP")) {
-                        group_ready = false;
+                    next.failed(&e);
+                    tracing::warn!(%consumer, error = %e, backoff = ?backoff.current(), "queue worker cannot reach Redis; retrying");
+                    if !backoff.wait(&stop).await {
+                        break;
                     }
-                    tracing::warn!(consumer = %self.consumer, error = %e, ?backoff, "queue worker cannot reach Redis; retrying");
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
         // Everything taken was answered: leave the group tidy.
-        let mut conn = self.t.link.conn.clone();
-        let removed: Result<i64, StoreError> = self
-            .t
-            .link
-            .call(
-                "delete consumer",
-                redis::cmd("XGROUP")
-                    .arg("DELCONSUMER")
-                    .arg(&self.stream)
-                    .arg(GROUP)
-                    .arg(&self.consumer)
-                    .query_async(&mut conn),
-            )
-            .await;
-        if let Err(e) = removed {
-            tracing::debug!(consumer = %self.consumer, error = %e, "could not remove the consumer");
-        }
-        tracing::info!(consumer = %self.consumer, "queue worker stopped");
+        self.group.leave().await;
+        tracing::info!(%consumer, "queue worker stopped");
         Ok(())
-    }
-
-    async fn ensure_group(&self) -> Result<(), StoreError> {
-        let mut conn = self.t.link.conn.clone();
-        let created: Result<(), StoreError> = self
-            .t
-            .link
-            .call(
-                "create group",
-                redis::cmd("XGROUP")
-                    .arg("CREATE")
-                    .arg(&self.stream)
-                    .arg(GROUP)
-                    .arg("0")
-                    .arg("MKSTREAM")
-                    .query_async(&mut conn),
-            )
-            .await;
-        match created {
-            Err(StoreError::Backend(msg)) if msg.contains("BUSYGROUP") => Ok(()),
-            other => other,
-        }
-    }
-
-    async fn read_new(&self, blocking: &ConnectionManager) -> Result<Option<Entry>, StoreError> {
-        let mut conn = blocking.clone();
-        let cfg = &self.t.config;
-        let limit = self.t.link.config.op_timeout() + cfg.block;
-        let reply: Option<StreamReadReply> = self
-            .t
-            .link
-            .call_within(
-                limit,
-                "read requests",
-                redis::cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(GROUP)
-                    .arg(&self.consumer)
-                    .arg("COUNT")
-                    .arg(1)
-                    .arg("BLOCK")
-                    .arg(ms(cfg.block))
-                    .arg("STREAMS")
-                    .arg(&self.stream)
-                    .arg(">")
-                    .query_async(&mut conn),
-            )
-            .await?;
-        Ok(reply
-            .and_then(|r| r.keys.into_iter().next()?.ids.into_iter().next())
-            .map(|e| entry(e, 1)))
-    }
-
-    /// Takes over one entry idle longer than `claim_idle`, scanning the
-    /// pending list from `cursor` ("0-0" = wrapped around).
-    async fn reclaim(&self, cursor: &mut String) -> Result<Option<Entry>, StoreError> {
-        let mut conn = self.t.link.conn.clone();
-        let link = &self.t.link;
-        let reply: StreamAutoClaimReply = link
-            .call(
-                "reclaim",
-                redis::cmd("XAUTOCLAIM")
-                    .arg(&self.stream)
-                    .arg(GROUP)
-                    .arg(&self.consumer)
-                    .arg(ms(self.t.config.claim_idle))
-                    .arg(cursor.as_str())
-                    .arg("COUNT")
-                    .arg(1)
-                    .query_async(&mut conn),
-            )
-            .await?;
-        *cursor = reply.next_stream_id;
-        let Some(claimed) = reply.claimed.into_iter().next() else {
-            return Ok(None);
-        };
-        let pending: StreamPendingCountReply = link
-            .call(
-                "pending",
-                redis::cmd("XPENDING")
-                    .arg(&self.stream)
-                    .arg(GROUP)
-                    .arg(&claimed.id)
-                    .arg(&claimed.id)
-                    .arg(1)
-                    .query_async(&mut conn),
-            )
-            .await?;
-        let deliveries = pending
-            .ids
-            .first()
-            .map_or(2, |p| u32::try_from(p.times_delivered).unwrap_or(u32::MAX));
-        tracing::info!(consumer = %self.consumer, entry = %claimed.id, deliveries, "reclaimed a request its worker abandoned");
-        Ok(Some(entry(claimed, deliveries)))
     }
 
     async fn process(&self, e: Entry) -> Result<(), StoreError> {
@@ -540,7 +406,7 @@ impl RedisWorker<'_> {
         let wait_key = self.t.wait_key(&e.request_id);
         let mut conn = link.conn.clone();
         let mut inv = START_SCRIPT.key(&wait_key);
-        inv.key(&self.stream).arg(GROUP).arg(&e.entry_id);
+        inv.key(&self.group.stream).arg(GROUP).arg(&e.entry_id);
         let start: i64 = link
             .call("start request", inv.invoke_async(&mut conn))
             .await?;
@@ -559,32 +425,22 @@ impl RedisWorker<'_> {
             )
             .encode()
         } else {
-            let mut task = spawn_handler(
-                &self.handler,
-                Delivery {
-                    request_id: e.request_id.clone(),
-                    payload: e.payload,
-                    attempt: e.deliveries,
-                },
-            );
-            let touch_every = (cfg.claim_idle / 3).max(Duration::from_millis(20));
-            let mut ticker =
-                tokio::time::interval_at(tokio::time::Instant::now() + touch_every, touch_every);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let joined = loop {
-                tokio::select! {
-                    joined = &mut task.0 => break joined,
-                    _ = ticker.tick() => self.touch(&e.entry_id).await,
-                }
+            let delivery = Delivery {
+                request_id: e.request_id.clone(),
+                payload: e.payload,
+                attempt: e.deliveries,
             };
-            handler_reply(joined)
+            answer_keeping(&self.handler, delivery, cfg.claim_idle, || {
+                self.keep_claim(&e.entry_id)
+            })
+            .await
         };
         let mut item = Vec::with_capacity(e.request_id.len() + 1 + reply.len());
         item.extend_from_slice(e.request_id.as_bytes());
         item.push(b'\n');
         item.extend_from_slice(&reply);
         let mut inv = FINISH_SCRIPT.key(&wait_key);
-        inv.key(&self.stream)
+        inv.key(&self.group.stream)
             .key(&e.reply)
             .arg(GROUP)
             .arg(&e.entry_id)
@@ -600,24 +456,8 @@ impl RedisWorker<'_> {
     }
 
     /// Resets the entry's idle time so no other worker reclaims it.
-    async fn touch(&self, entry_id: &str) {
-        let mut conn = self.t.link.conn.clone();
-        let kept: Result<Vec<String>, StoreError> = self
-            .t
-            .link
-            .call(
-                "keep claim",
-                redis::cmd("XCLAIM")
-                    .arg(&self.stream)
-                    .arg(GROUP)
-                    .arg(&self.consumer)
-                    .arg(0)
-                    .arg(entry_id)
-                    .arg("JUSTID")
-                    .query_async(&mut conn),
-            )
-            .await;
-        if let Err(e) = kept {
+    async fn keep_claim(&self, entry_id: &str) {
+        if let Err(e) = self.group.keep_claim(entry_id).await {
             tracing::warn!(entry = entry_id, error = %e, "could not keep the claim on a request");
         }
     }
