@@ -37,7 +37,7 @@ use serde_json::Value;
 
 use crate::{
     agent::{Agent, AgentContext, AgentInput, AgentOutput},
-    agents::wire::{AgentRequest, AgentResponse, clip_error_text},
+    agents::wire::{AgentRequest, AgentResponse, call_timeout, clip_error_text},
     error::AgentError,
 };
 
@@ -226,10 +226,7 @@ impl Agent for HttpAgent {
         input: AgentInput,
         ctx: AgentContext,
     ) -> Result<AgentOutput, AgentError> {
-        // The stricter of the agent's own limit and what the run has left.
-        let timeout = ctx
-            .remaining()
-            .map_or(self.timeout, |left| left.min(self.timeout));
+        let timeout = call_timeout(self.timeout, &ctx);
         let body = AgentRequest::new(&self.name, input, &ctx, timeout);
         tokio::select! {
             biased;

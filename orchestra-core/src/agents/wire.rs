@@ -17,6 +17,12 @@ use crate::{
 /// Longest error text kept from an agent's error response or reply.
 const MAX_ERROR_TEXT: usize = 300;
 
+/// The time limit of one call: the stricter of the agent's own limit and
+/// what the run has left.
+pub(crate) fn call_timeout(own: Duration, ctx: &AgentContext) -> Duration {
+    ctx.remaining().map_or(own, |left| left.min(own))
+}
+
 /// What an agent service receives, owned so a worker can decode it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct AgentRequest {

@@ -51,6 +51,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     agent::{Agent, AgentContext, AgentInput, AgentOutput},
+    agents::wire::call_timeout,
     error::AgentError,
     queue::pacing::claim_keeper,
 };
@@ -449,10 +450,7 @@ impl Agent for QueueAgent {
         input: AgentInput,
         ctx: AgentContext,
     ) -> Result<AgentOutput, AgentError> {
-        // The stricter of the agent's own limit and what the run has left.
-        let timeout = ctx
-            .remaining()
-            .map_or(self.timeout, |left| left.min(self.timeout));
+        let timeout = call_timeout(self.timeout, &ctx);
         let request = AgentRequest::new(&self.name, input, &ctx, timeout);
         let payload = serde_json::to_vec(&request)
             .map_err(|e| AgentError::msg(format!("cannot encode the request: {e}")))?;
