@@ -304,7 +304,7 @@ fn error_text(body: &str) -> String {
             .and_then(Value::as_str)
             .map(str::to_owned)
     });
-    clip_error_text(from_json.unwrap_or_else(|| body.trim().to_owned()))
+    clip_error_text(from_json.as_deref().unwrap_or_else(|| body.trim()))
 }
 
 #[cfg(test)]

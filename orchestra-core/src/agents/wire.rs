@@ -193,11 +193,8 @@ impl AgentResponse {
 
 /// `text` cut to [`MAX_ERROR_TEXT`] characters (marked with `…`), so a
 /// service's error page cannot bloat run records and events.
-pub(crate) fn clip_error_text(text: String) -> String {
-    match text.char_indices().nth(MAX_ERROR_TEXT) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
-    }
+pub(crate) fn clip_error_text(text: &str) -> String {
+    crate::llm::clip(text, MAX_ERROR_TEXT)
 }
 
 #[cfg(test)]
@@ -253,7 +250,7 @@ mod tests {
 
     #[test]
     fn long_error_texts_are_clipped() {
-        assert_eq!(clip_error_text("short".into()), "short");
-        assert!(clip_error_text("x".repeat(1000)).chars().count() <= MAX_ERROR_TEXT + 1);
+        assert_eq!(clip_error_text("short"), "short");
+        assert!(clip_error_text(&"x".repeat(1000)).chars().count() <= MAX_ERROR_TEXT + 1);
     }
 }

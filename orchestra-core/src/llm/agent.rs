@@ -516,7 +516,7 @@ impl LlmAgent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Message;
+    use crate::{llm::UnusedModel, message::Message};
 
     #[test]
     fn transfer_tool_names_are_valid_function_names() {
@@ -530,21 +530,7 @@ mod tests {
 
     #[test]
     fn the_task_is_not_repeated_when_the_conversation_ends_with_it() {
-        struct Never;
-        #[async_trait]
-        impl ChatModel for Never {
-            fn model(&self) -> &str {
-                "never"
-            }
-            async fn chat(
-                &self,
-                _: &ChatRequest,
-                _: ChatCall<'_>,
-            ) -> Result<super::super::ChatResponse, AgentError> {
-                Err(AgentError::msg("unused"))
-            }
-        }
-        let a = LlmAgent::new("me", "d", Arc::new(Never)).system_prompt("be brief");
+        let a = LlmAgent::new("me", "d", Arc::new(UnusedModel)).system_prompt("be brief");
         let input = AgentInput {
             task: "hello".into(),
             messages: vec![

@@ -290,6 +290,21 @@ pub(crate) fn clip(text: &str, max_chars: usize) -> String {
     }
 }
 
+/// A model for tests of code paths that must not call one.
+#[cfg(test)]
+pub(crate) struct UnusedModel;
+
+#[cfg(test)]
+#[async_trait]
+impl ChatModel for UnusedModel {
+    fn model(&self) -> &str {
+        "unused"
+    }
+    async fn chat(&self, _: &ChatRequest, _: ChatCall<'_>) -> Result<ChatResponse, AgentError> {
+        Err(AgentError::msg("unused"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -395,23 +395,8 @@ impl Planner for LlmPlanner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::AgentInfo;
+    use crate::{agent::AgentInfo, llm::UnusedModel};
     use serde_json::json;
-
-    struct Unused;
-    #[async_trait]
-    impl ChatModel for Unused {
-        fn model(&self) -> &str {
-            "unused"
-        }
-        async fn chat(
-            &self,
-            _: &ChatRequest,
-            _: ChatCall<'_>,
-        ) -> Result<super::super::ChatResponse, AgentError> {
-            Err(AgentError::msg("unused"))
-        }
-    }
 
     fn request() -> PlanRequest {
         PlanRequest {
@@ -426,7 +411,7 @@ mod tests {
 
     #[test]
     fn answers_are_checked_against_the_schema_and_the_team() {
-        let p = LlmPlanner::new(Arc::new(Unused));
+        let p = LlmPlanner::new(Arc::new(UnusedModel));
         assert!(p.validator.is_ok(), "{:?}", p.validator.as_ref().err());
         let good = json!({
             "task_ledger": {"facts": ["f"], "plan": ["p"]},

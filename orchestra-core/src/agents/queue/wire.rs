@@ -75,7 +75,7 @@ impl AgentReply {
                 });
             }
             return Err(AgentError::Failed {
-                message: clip_error_text(e.message),
+                message: clip_error_text(&e.message),
                 retryable: e.retryable,
             });
         }
