@@ -194,7 +194,11 @@ impl AgentResponse {
 /// `text` cut to [`MAX_ERROR_TEXT`] characters (marked with `…`), so a
 /// service's error page cannot bloat run records and events.
 pub(crate) fn clip_error_text(text: &str) -> String {
-    crate::llm::clip(text, MAX_ERROR_TEXT)
+    // Not `llm::clip`: queue agents are built without the LLM module.
+    match text.char_indices().nth(MAX_ERROR_TEXT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
 }
 
 #[cfg(test)]
