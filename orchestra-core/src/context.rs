@@ -1087,8 +1087,11 @@ impl RunContext {
         started_at: chrono::DateTime<Utc>,
         clock: Instant,
     ) -> StepOutcome {
-        let duration_ms = clock.elapsed().as_millis() as u64;
-        let message = output.to_message(name);
+        // One clock read ends the step and stamps its message.
+        let now = Instant::now();
+        let duration_ms = now.saturating_duration_since(clock).as_millis() as u64;
+        let created_at = self.wall_time(now);
+        let message = answer_message(name, &output, created_at);
         {
             let mut rec = self.rec();
             rec.usage += output.usage;
@@ -1122,7 +1125,7 @@ impl RunContext {
         self.p.events.emit_with(|| EventKind::AgentCompleted {
             agent: name.to_owned(),
             step: index,
-            message: output.to_message(name),
+            message: answer_message(name, &output, created_at),
             handoff: output.handoff.clone(),
             duration_ms,
             usage: output.usage,
@@ -1192,6 +1195,17 @@ impl Drop for Verdict {
         if !self.done {
             self.guard.breaker.record(self.probe, None);
         }
+    }
+}
+
+/// `output.to_message(name)`, stamped with a time the caller already has.
+fn answer_message(name: &str, output: &AgentOutput, created_at: chrono::DateTime<Utc>) -> Message {
+    Message {
+        role: crate::message::Role::Assistant,
+        content: output.content.clone(),
+        name: Some(name.to_owned()),
+        data: output.data.clone(),
+        created_at,
     }
 }
 

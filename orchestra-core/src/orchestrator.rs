@@ -271,12 +271,16 @@ impl Orchestrator {
         self.run_prepared(prepared).await
     }
 
-    async fn run_prepared(&self, prepared: Prepared) -> Result<RunResult, OrchestraError> {
+    fn run_prepared(
+        &self,
+        prepared: Prepared,
+    ) -> impl Future<Output = Result<RunResult, OrchestraError>> + Send + '_ {
         // Runs on the caller's task; if the caller drops this future, the
         // run's guard records it as cancelled.
-        Ok(self
-            .execute(prepared, EventSink::disabled(), CancellationToken::new())
-            .await)
+        futures::FutureExt::map(
+            self.execute(prepared, EventSink::disabled(), CancellationToken::new()),
+            Ok,
+        )
     }
 
     /// Starts a run and returns its event stream. The request is checked
@@ -583,7 +587,14 @@ impl Orchestrator {
         }
     }
 
-    async fn execute(&self, p: Prepared, sink: EventSink, cancel: CancellationToken) -> RunResult {
+    /// The run's future. Not an `async fn`: that would keep its own copy of
+    /// `p` next to the run's.
+    fn execute(
+        &self,
+        p: Prepared,
+        sink: EventSink,
+        cancel: CancellationToken,
+    ) -> impl Future<Output = RunResult> + Send + '_ {
         let span = tracing::info_span!(
             "run",
             otel.name = %format_args!("orchestrate {}", p.pattern.name()),
@@ -592,7 +603,9 @@ impl Orchestrator {
             pattern = p.pattern.name(),
             gen_ai.conversation.id = %p.session_id,
         );
-        self.execute_inner(p, sink, cancel).instrument(span).await
+        // Boxed: the run's state machine is large (kilobytes), and every
+        // caller's future would otherwise hold it and move it around.
+        Box::pin(self.execute_inner(p, sink, cancel)).instrument(span)
     }
 
     async fn execute_inner(
