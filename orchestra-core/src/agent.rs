@@ -276,6 +276,12 @@ pub struct AgentContext {
     payload_schemas: Option<Arc<HashMap<String, Value>>>,
 }
 
+/// The empty handoff target list most calls have, shared (no allocation per call).
+fn no_handoff_targets() -> Arc<[AgentInfo]> {
+    static EMPTY: std::sync::LazyLock<Arc<[AgentInfo]>> = std::sync::LazyLock::new(|| Arc::new([]));
+    EMPTY.clone()
+}
+
 impl AgentContext {
     pub(crate) fn new(
         agent: Arc<str>,
@@ -290,7 +296,7 @@ impl AgentContext {
             cancel,
             deadline,
             events,
-            handoff_targets: Arc::new([]),
+            handoff_targets: no_handoff_targets(),
             answer: None,
             handoff: None,
             payload_schemas: None,

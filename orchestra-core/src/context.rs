@@ -571,14 +571,20 @@ impl RunContext {
         if let Some(step) = self.p.recorded.as_ref().and_then(|r| r.get(&index)) {
             return self.replay_step(index, step, call, started_at, clock);
         }
-        let first_name = agent.name().to_owned();
-        if !self.p.options.approve_agents.is_empty()
-            && self.p.options.approve_agents.contains(&first_name)
+        // The agent first asked (its name is borrowed from it, not copied).
+        let first = agent.clone();
+        let first_name = first.name();
+        if self
+            .p
+            .options
+            .approve_agents
+            .iter()
+            .any(|a| a == first_name)
         {
             self.require_approval(
                 &format!("approve:{index}"),
                 InputKind::Approval,
-                Some(&first_name),
+                Some(first_name),
                 || format!("Approve '{first_name}' to act on: {}", call.task),
                 || Some(serde_json::json!({"input": call.task, "step": index})),
             )?;
@@ -587,7 +593,7 @@ impl RunContext {
             true => None,
             false => self.p.answers.get(&format!("step:{index}")).cloned(),
         };
-        let mut chain = self.fallbacks(&first_name).into_iter();
+        let mut chain = self.fallbacks(first_name).into_iter();
         let mut attempts = 0u32;
         let mut decisions = Vec::new();
         loop {
@@ -617,7 +623,7 @@ impl RunContext {
                     .await
                 {
                     Ok(output) => {
-                        let fallback_for = (*name != *first_name).then(|| first_name.clone());
+                        let fallback_for = (*name != *first_name).then(|| first_name.to_owned());
                         return Ok(self.complete(
                             index,
                             &name,
@@ -706,14 +712,7 @@ impl RunContext {
                 None => {
                     tracing::warn!(agent = %name, step = index, error = %err, "agent step failed");
                     self.record_failure(
-                        index,
-                        &name,
-                        &first_name,
-                        &call,
-                        &err,
-                        attempts,
-                        decisions,
-                        started_at,
+                        index, &name, first_name, &call, &err, attempts, decisions, started_at,
                         clock,
                     );
                     return Err(OrchestraError::AgentFailed {
