@@ -17,6 +17,12 @@
 //!
 //! No pattern logic lives here: every run is the core's.
 
+/// A run allocates many small, short-lived objects (messages, step records,
+/// JSON text); mimalloc serves them faster than the system allocator. The
+/// addon is loaded with `dlopen`, hence its local-dynamic TLS model.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod callback;
 mod components;
 mod error;
