@@ -78,7 +78,7 @@ function wrapCallback(fn, decode, encode, text = false) {
 }
 
 function decodeInput(raw, messages) {
-  return messages === undefined ? agentInputToCamel(raw) : agentInputToCamel(raw, messages)
+  return agentInputToCamel(raw, messages)
 }
 
 // Several handoffs asked for in one turn: the first is `handoff`, the others `handoffs`.

@@ -163,9 +163,8 @@ impl JsCallback {
         let mut reply = self
             .call_encoded(|direct| {
                 if direct {
-                    let messages = crate::local::with_conversation(messages).map_err(|e| {
-                        CallbackError::Protocol(format!("could not encode the call: {e}"))
-                    })?;
+                    let messages =
+                        crate::local::with_conversation(messages).map_err(encode_failed)?;
                     Ok((encode(head)?, Some(messages)))
                 } else {
                     Ok((encode(whole)?, None))
@@ -187,8 +186,8 @@ impl JsCallback {
     ) -> Result<String, CallbackError> {
         let failed =
             |e: napi::Error| CallbackError::Protocol(format!("JavaScript call failed: {e}"));
-        let local = self.local.as_deref().and_then(LocalFn::here);
-        let reply = if let Some((local, env)) = local {
+        let local = self.local.as_deref();
+        let reply = if let Some((local, env)) = local.and_then(|l| Some((l, l.here()?))) {
             let (json, messages) = encode(true)?;
             match local.call(env, json, messages).map_err(failed)? {
                 LocalAnswer::Now(reply) => reply,
@@ -246,16 +245,17 @@ enum LocalAnswer {
 }
 
 fn encode<P: Serialize + ?Sized>(payload: &P) -> Result<String, CallbackError> {
-    serde_json::to_string(payload)
-        .map_err(|e| CallbackError::Protocol(format!("could not encode the call: {e}")))
+    serde_json::to_string(payload).map_err(encode_failed)
+}
+
+fn encode_failed(e: serde_json::Error) -> CallbackError {
+    CallbackError::Protocol(format!("could not encode the call: {e}"))
 }
 
 impl LocalFn {
-    /// This function and its env, when a run is being driven on its JS thread.
-    fn here(&self) -> Option<(&Self, sys::napi_env)> {
-        crate::local::polling_env()
-            .filter(|env| *env as usize == self.env)
-            .map(|env| (self, env))
+    /// Its env, when a run is being driven on its JS thread.
+    fn here(&self) -> Option<sys::napi_env> {
+        crate::local::polling_env().filter(|env| *env as usize == self.env)
     }
 
     /// Calls the function synchronously, as `(json, slot, messages?)`; only
