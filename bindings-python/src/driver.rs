@@ -30,11 +30,14 @@ use std::{
 use pyo3::{
     exceptions::{PyBaseException, PyRuntimeError, PyStopIteration, asyncio::CancelledError},
     prelude::*,
-    sync::PyOnceLock,
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{error::orchestra_error, future::attach_counted};
+use crate::{
+    error::orchestra_error,
+    future::{SET_FUTURE, attach_counted},
+    orchestrator::lock,
+};
 
 /// The result of a finished run, as core JSON (`None` if it ended without one).
 pub(crate) type Outcome = Option<Arc<str>>;
@@ -45,8 +48,6 @@ pub(crate) type RunFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 /// How often one step polls again when the run woke itself while being
 /// polled, before it lets the loop run other tasks.
 const MAX_POLLS_PER_STEP: usize = 8;
-
-static WAKE_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 thread_local! {
     /// The waker of the run being polled on this thread, if any.
@@ -60,13 +61,6 @@ pub(crate) fn polling_loop() -> Option<Arc<LoopWaker>> {
         .try_with(|p| p.try_borrow().ok().and_then(|p| p.clone()))
         .ok()
         .flatten()
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
 }
 
 /// Wakes a run driven on an event loop.
@@ -134,14 +128,14 @@ impl LoopWaker {
     fn complete(&self, fut: Py<PyAny>) {
         let on_loop = self.on_loop_thread();
         attach_counted(|py| {
-            let done = WAKE_FUTURE
-                .import(py, "orchestra._bridge", "wake")
-                .and_then(|wake| {
+            let done = SET_FUTURE
+                .import(py, "orchestra._bridge", "set_future")
+                .and_then(|set| {
                     if on_loop {
-                        wake.call1((fut,)).map(drop)
+                        set.call1((fut, true, py.None())).map(drop)
                     } else {
                         self.event_loop
-                            .call_method1(py, "call_soon_threadsafe", (wake, fut))
+                            .call_method1(py, "call_soon_threadsafe", (set, fut, true, py.None()))
                             .map(drop)
                     }
                 });

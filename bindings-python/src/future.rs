@@ -25,7 +25,8 @@ use tokio::sync::oneshot;
 
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 static CLOSING: AtomicBool = AtomicBool::new(false);
-static SET_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// `orchestra._bridge.set_future(fut, ok, value)`: resolves an asyncio future on its loop.
+pub(crate) static SET_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// Runs `f` with the GIL from a native thread, unless the interpreter is
 /// shutting down (then `None`).

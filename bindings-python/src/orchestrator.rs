@@ -39,7 +39,7 @@ use crate::{
 
 type Runs = Arc<Mutex<HashMap<String, watch::Receiver<Option<Outcome>>>>>;
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),

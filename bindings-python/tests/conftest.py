@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import AsyncIterator, List, Tuple
+from typing import AsyncIterator, Callable, List, Sequence, Tuple
 
 import pytest
 
 import orchestra
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+PATTERNS = ["sequential", "concurrent", "group_chat"]
 
 
 @pytest.fixture
@@ -62,3 +63,38 @@ def waiting_agent(o: orchestra.Orchestrator, never: asyncio.Event) -> Tuple[asyn
 
     o.add_agent("wait", wait)
     return started, cancelled
+
+
+async def a_hundred_runs(
+    o: orchestra.Orchestrator, agents: Sequence[str], task: Callable[[int], str]
+) -> List[orchestra.RunResult]:
+    """A hundred runs at once, cycling through the three patterns."""
+    return await asyncio.gather(
+        *(
+            o.run(
+                PATTERNS[i % 3],
+                task(i),
+                agents=list(agents),
+                options={"max_rounds": 3} if i % 3 == 2 else None,
+            )
+            for i in range(100)
+        )
+    )
+
+
+async def cancel_mid_run(
+    o: orchestra.Orchestrator,
+    task: asyncio.Future[orchestra.RunResult],
+    started: asyncio.Event,
+    session_id: str,
+) -> orchestra.Session:
+    """Cancels ``task`` once its agent has started; checks that the run's
+    session then records it as cancelled, and returns that session."""
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    session = await o.get_session(session_id)
+    assert session is not None
+    assert [r.status for r in session.runs] == ["cancelled"]
+    return session

@@ -10,7 +10,7 @@ import pytest
 
 import orchestra
 
-from conftest import waiting_agent
+from conftest import cancel_mid_run, waiting_agent
 
 
 async def recorded_status(o: orchestra.Orchestrator, session_id: str, run_id: str) -> str:
@@ -26,14 +26,8 @@ async def test_cancelling_the_awaiting_task_cancels_the_run(never: asyncio.Event
     started, cancelled = waiting_agent(o, never)
     sid = str(uuid.uuid4())
     task = asyncio.ensure_future(o.run("sequential", "t", agents=["wait"], session_id=sid))
-    await started.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
     # By the time the CancelledError arrives, the run is recorded as cancelled.
-    session = await o.get_session(sid)
-    assert session is not None
-    assert [r.status for r in session.runs] == ["cancelled"]
+    session = await cancel_mid_run(o, task, started, sid)
     assert session.runs[0].error is not None and session.runs[0].error.code == "cancelled"
     # And the agent's own coroutine was cancelled, not left running.
     await asyncio.wait_for(cancelled.wait(), 10)

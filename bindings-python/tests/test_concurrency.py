@@ -7,21 +7,12 @@ import time
 
 import orchestra
 
+from conftest import a_hundred_runs
+
 
 async def test_a_hundred_concurrent_runs(orch: orchestra.Orchestrator) -> None:
-    patterns = ["sequential", "concurrent", "group_chat"]
     began = time.perf_counter()
-    results = await asyncio.gather(
-        *(
-            orch.run(
-                patterns[i % 3],
-                f"task {i}",
-                agents=["researcher", "writer", "echo"],
-                options={"max_rounds": 3} if i % 3 == 2 else None,
-            )
-            for i in range(100)
-        )
-    )
+    results = await a_hundred_runs(orch, ["researcher", "writer", "echo"], lambda i: f"task {i}")
     elapsed = time.perf_counter() - began
     assert [r.status for r in results] == ["completed"] * 100
     assert len({r.run_id for r in results}) == 100

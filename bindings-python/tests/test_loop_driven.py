@@ -16,9 +16,7 @@ import pytest
 
 import orchestra
 
-from conftest import REDIS_URL, waiting_agent
-
-PATTERNS = ["sequential", "concurrent", "group_chat"]
+from conftest import PATTERNS, REDIS_URL, a_hundred_runs, cancel_mid_run, waiting_agent
 
 
 def mixed(o: orchestra.Orchestrator) -> None:
@@ -45,17 +43,7 @@ def mixed(o: orchestra.Orchestrator) -> None:
 async def test_a_hundred_runs_mixing_instant_suspending_and_plain_agents() -> None:
     o = orchestra.Orchestrator()
     mixed(o)
-    results = await asyncio.gather(
-        *(
-            o.run(
-                PATTERNS[i % 3],
-                f"t{i}",
-                agents=["instant", "awaiting", "plain"],
-                options={"max_rounds": 3} if i % 3 == 2 else None,
-            )
-            for i in range(100)
-        )
-    )
+    results = await a_hundred_runs(o, ["instant", "awaiting", "plain"], lambda i: f"t{i}")
     assert [r.status for r in results] == ["completed"] * 100
     assert len({r.run_id for r in results}) == 100
     for i, r in enumerate(results):
@@ -152,13 +140,7 @@ async def test_cancelling_the_awaiting_task_mid_run(never: asyncio.Event) -> Non
     task = asyncio.ensure_future(
         o.run("concurrent", "t", agents=["instant", "awaiting", "plain", "wait"], session_id=sid)
     )
-    await started.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    session = await o.get_session(sid)
-    assert session is not None
-    assert [r.status for r in session.runs] == ["cancelled"]
+    await cancel_mid_run(o, task, started, sid)
     await asyncio.wait_for(cancelled.wait(), 10)
     assert o.active_runs == 0
 

@@ -431,14 +431,9 @@ def when_done(task: asyncio.Task[Any], on_done: Callable[[Any], None]) -> None:
     task.add_done_callback(functools.partial(_task_done, on_done))
 
 
-def wake(fut: asyncio.Future[Any]) -> None:
-    """Wakes the task awaiting a native run (on its loop)."""
-    if not fut.done():
-        fut.set_result(None)
-
-
 def set_future(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    """Resolves a native call's future (on its loop)."""
+    """Resolves a native call's future, or wakes the task awaiting a native
+    run (on its loop)."""
     if fut.done():
         return
     if ok:
