@@ -274,6 +274,14 @@ async fn an_async_custom_condition_ends_the_run_and_a_panic_counts_as_false() {
         Some("all(custom: three_rounds, custom: two_messages)")
     );
     assert_eq!(r.steps.len(), 3);
+    // "a" then "b", ended early by the named condition.
+    let sequential_until = |name: &str| {
+        orch.run(
+            RunRequest::new("sequential", "t")
+                .agents(["a", "b"])
+                .option("termination", json!({"custom": name})),
+        )
+    };
     // A synchronous predicate that panics counts as false too.
     orch.register_condition(
         "sync_broken",
@@ -281,14 +289,7 @@ async fn an_async_custom_condition_ends_the_run_and_a_panic_counts_as_false() {
             panic!("broken condition")
         },
     );
-    let r = orch
-        .run(
-            RunRequest::new("sequential", "t")
-                .agents(["a", "b"])
-                .option("termination", json!({"custom": "sync_broken"})),
-        )
-        .await
-        .unwrap();
+    let r = sequential_until("sync_broken").await.unwrap();
     assert_eq!(r.status, RunStatus::Completed);
     assert_eq!(r.termination, None);
     assert_eq!(r.steps.len(), 2);
@@ -297,14 +298,7 @@ async fn an_async_custom_condition_ends_the_run_and_a_panic_counts_as_false() {
         "broken",
         |_: &orchestra_core::termination::TerminationState<'_>| true,
     );
-    let r = orch
-        .run(
-            RunRequest::new("sequential", "t")
-                .agents(["a", "b"])
-                .option("termination", json!({"custom": "broken"})),
-        )
-        .await
-        .unwrap();
+    let r = sequential_until("broken").await.unwrap();
     assert_eq!(r.termination.as_deref(), Some("custom: broken"));
     assert_eq!(r.steps.len(), 1);
 }

@@ -359,9 +359,7 @@ impl NatsTransport {
             tracing::warn!(request_id, error = %e, "could not ack a request");
         }
     }
-}
 
-impl NatsTransport {
     /// Sends `reply` to the caller's inbox; `false` (logged) if it could not.
     async fn send_reply(&self, to: Subject, request_id: &str, reply: Vec<u8>) -> bool {
         let mut headers = HeaderMap::new();
