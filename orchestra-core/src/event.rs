@@ -274,29 +274,35 @@ impl EventKind {
     /// The event that ends a stream for a run in this state: `run_completed`,
     /// `run_cancelled`, `input_requested` (a paused run) or `run_failed`.
     pub fn terminal(result: &RunResult) -> Self {
+        Self::terminal_of(result.clone())
+    }
+
+    /// [`terminal`](Self::terminal), taking the result instead of copying it.
+    pub fn terminal_of(result: RunResult) -> Self {
         use crate::run::RunStatus;
-        let boxed = || Box::new(result.clone());
         if let (RunStatus::WaitingForInput, Some(request)) = (result.status, &result.input) {
             return Self::InputRequested {
                 request: request.clone(),
-                result: boxed(),
+                result: Box::new(result),
             };
         }
         match result.status {
-            RunStatus::Completed => Self::RunCompleted { result: boxed() },
+            RunStatus::Completed => Self::RunCompleted {
+                result: Box::new(result),
+            },
             RunStatus::Cancelled => Self::RunCancelled {
                 reason: result
                     .error
                     .as_ref()
                     .map_or_else(|| "cancelled".to_owned(), |e| e.message.clone()),
-                result: boxed(),
+                result: Box::new(result),
             },
             _ => Self::RunFailed {
                 error: result
                     .error
                     .clone()
                     .unwrap_or_else(|| crate::error::OrchestraError::Cancelled.info()),
-                result: boxed(),
+                result: Box::new(result),
             },
         }
     }
@@ -311,7 +317,23 @@ impl EventKind {
             _ => None,
         }
     }
+
+    /// The run result of a terminal event, taken out of it.
+    pub fn into_result(self) -> Option<RunResult> {
+        match self {
+            Self::RunCompleted { result }
+            | Self::RunFailed { result, .. }
+            | Self::RunCancelled { result, .. }
+            | Self::InputRequested { result, .. } => Some(*result),
+            _ => None,
+        }
+    }
 }
+
+/// Called with each event of a run as it happens, on the task that emits it
+/// and in `seq` order: for watching a run (metrics, logs, progress) without
+/// a stream. It runs inside the run, so it must be quick and must not block.
+pub type EventObserver = Arc<dyn Fn(&OrchestrationEvent) + Send + Sync>;
 
 /// Where a run's events go. Cheap to clone; a disabled sink drops everything.
 ///
@@ -330,7 +352,13 @@ struct SinkInner {
 
 struct SinkState {
     seq: u64,
-    tx: Option<mpsc::UnboundedSender<OrchestrationEvent>>,
+    /// `None` once the run has ended or the receiver is gone.
+    target: Option<Target>,
+}
+
+enum Target {
+    Channel(mpsc::UnboundedSender<OrchestrationEvent>),
+    Observer(EventObserver),
 }
 
 impl EventSink {
@@ -344,17 +372,25 @@ impl EventSink {
         session_id: &str,
     ) -> (Self, mpsc::UnboundedReceiver<OrchestrationEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let sink = Self {
+        (Self::to(run_id, session_id, Target::Channel(tx)), rx)
+    }
+
+    /// A sink that hands every event to `observer` (see [`EventObserver`]).
+    pub(crate) fn observer(run_id: &str, session_id: &str, observer: EventObserver) -> Self {
+        Self::to(run_id, session_id, Target::Observer(observer))
+    }
+
+    fn to(run_id: &str, session_id: &str, target: Target) -> Self {
+        Self {
             inner: Some(Arc::new(SinkInner {
                 run_id: run_id.to_owned(),
                 session_id: session_id.to_owned(),
                 state: Mutex::new(SinkState {
                     seq: 0,
-                    tx: Some(tx),
+                    target: Some(target),
                 }),
             })),
-        };
-        (sink, rx)
+        }
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -370,37 +406,79 @@ impl EventSink {
 
     /// Emits one event (no-op when disabled or when the receiver is gone).
     pub fn emit(&self, kind: EventKind) {
+        self.deliver(kind, false);
+    }
+
+    /// Sends one event, then closes the sink if `last`.
+    fn deliver(&self, kind: EventKind, last: bool) {
         let Some(inner) = &self.inner else { return };
-        let mut state = match inner.state.lock() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
+        let mut state = inner.lock();
+        let Some(target) = &state.target else { return };
+        let open = match target {
+            Target::Channel(tx) => tx.send(inner.event(state.seq + 1, kind)).is_ok(),
+            Target::Observer(observe) => {
+                observe(&inner.event(state.seq + 1, kind));
+                true
+            }
         };
-        if state.tx.is_none() {
-            return;
-        }
         state.seq += 1;
-        let event = OrchestrationEvent {
-            schema_version: EVENT_SCHEMA_VERSION,
-            run_id: inner.run_id.clone(),
-            session_id: inner.session_id.clone(),
-            seq: state.seq,
-            timestamp: Utc::now(),
-            kind,
-        };
-        if state.tx.as_ref().is_some_and(|tx| tx.send(event).is_err()) {
-            state.tx = None;
+        if last || !open {
+            state.target = None;
         }
     }
 
     /// Emits the terminal event and closes the stream: later emits are dropped.
+    #[cfg(test)]
     pub(crate) fn finish(&self, kind: EventKind) {
-        self.emit(kind);
-        if let Some(inner) = &self.inner {
-            let mut state = match inner.state.lock() {
-                Ok(s) => s,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            state.tx = None;
+        self.deliver(kind, true);
+    }
+
+    /// Emits the terminal event for `result` and closes the sink. An
+    /// observer is lent the result inside the event instead of a copy.
+    pub(crate) fn finish_run(&self, result: RunResult) -> RunResult {
+        let Some(inner) = &self.inner else {
+            return result;
+        };
+        let mut state = inner.lock();
+        match state.target.take() {
+            None => result,
+            Some(Target::Channel(tx)) => {
+                state.seq += 1;
+                let _ = tx.send(inner.event(state.seq, EventKind::terminal(&result)));
+                result
+            }
+            Some(Target::Observer(observe)) => {
+                state.seq += 1;
+                let event = inner.event(state.seq, EventKind::terminal_of(result));
+                observe(&event);
+                match event.kind {
+                    EventKind::RunCompleted { result }
+                    | EventKind::RunFailed { result, .. }
+                    | EventKind::RunCancelled { result, .. }
+                    | EventKind::InputRequested { result, .. } => *result,
+                    other => unreachable!("a terminal event of type {}", other.type_name()),
+                }
+            }
+        }
+    }
+}
+
+impl SinkInner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SinkState> {
+        match self.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn event(&self, seq: u64, kind: EventKind) -> OrchestrationEvent {
+        OrchestrationEvent {
+            schema_version: EVENT_SCHEMA_VERSION,
+            run_id: self.run_id.clone(),
+            session_id: self.session_id.clone(),
+            seq,
+            timestamp: Utc::now(),
+            kind,
         }
     }
 }

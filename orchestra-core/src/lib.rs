@@ -75,7 +75,7 @@ pub use agent::{
 };
 pub use context::{Call, Components, RunContext, Scope, StepOutcome};
 pub use error::{AgentError, ErrorInfo, OrchestraError, StoreError};
-pub use event::{EVENT_SCHEMA_VERSION, EventKind, EventSink, OrchestrationEvent};
+pub use event::{EVENT_SCHEMA_VERSION, EventKind, EventObserver, EventSink, OrchestrationEvent};
 pub use human::HumanAgent;
 pub use message::{Message, Role};
 pub use orchestrator::{Orchestrator, OrchestratorBuilder, RunStream};

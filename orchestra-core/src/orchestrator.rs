@@ -32,7 +32,7 @@ use crate::{
     agent::{Agent, AgentInfo, AgentRef, Usage},
     context::{Components, RunContext, RunParams, Scope},
     error::OrchestraError,
-    event::{EventKind, EventSink, OrchestrationEvent},
+    event::{EventKind, EventObserver, EventSink, OrchestrationEvent},
     message::Message,
     pattern::{self, GroupChatManager, Pattern, PatternOutput, Planner},
     policy::{AgentPolicy, CircuitStatus, Limits, Resilience, RunOptions},
@@ -281,6 +281,67 @@ impl Orchestrator {
             self.execute(prepared, EventSink::disabled(), CancellationToken::new()),
             Ok,
         )
+    }
+
+    /// [`run`](Self::run) that hands every event to `observer` as it
+    /// happens and stops when `cancel` is cancelled: for watching a run
+    /// (metrics, logs, progress) without a stream. The run stays on the
+    /// caller's task, with no channel, and the terminal event lends the
+    /// observer the result that this returns.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::sync::{Arc, Mutex};
+    /// use orchestra_core::prelude::*;
+    /// use tokio_util::sync::CancellationToken;
+    /// let orch = Orchestrator::new();
+    /// orch.register(FnAgent::new("echo", "repeats", |i, _| async move { i.task }));
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = seen.clone();
+    /// let result = orch
+    ///     .run_observed(
+    ///         RunRequest::new("sequential", "hi").agents(["echo"]),
+    ///         CancellationToken::new(),
+    ///         Arc::new(move |e| log.lock().unwrap().push(e.type_name())),
+    ///     )
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(result.output.as_deref(), Some("hi"));
+    /// assert_eq!(seen.lock().unwrap().last(), Some(&"run_completed"));
+    /// # });
+    /// ```
+    pub async fn run_observed(
+        &self,
+        request: RunRequest,
+        cancel: CancellationToken,
+        observer: EventObserver,
+    ) -> Result<RunResult, OrchestraError> {
+        let prepared = self.prepare(request, None)?;
+        Ok(self.run_with_observer(prepared, cancel, observer).await)
+    }
+
+    /// [`run_observed`](Self::run_observed) for a run tied to its caller,
+    /// like [`stream_attached`](Self::stream_attached): not checkpointed
+    /// after every step unless the request asks for `checkpoint`.
+    pub async fn run_attached(
+        &self,
+        request: RunRequest,
+        cancel: CancellationToken,
+        observer: EventObserver,
+    ) -> Result<RunResult, OrchestraError> {
+        let mut prepared = self.prepare(request, None)?;
+        prepared.checkpoint_default = Some(false);
+        Ok(self.run_with_observer(prepared, cancel, observer).await)
+    }
+
+    fn run_with_observer(
+        &self,
+        prepared: Prepared,
+        cancel: CancellationToken,
+        observer: EventObserver,
+    ) -> impl Future<Output = RunResult> + Send + '_ {
+        let sink = EventSink::observer(&prepared.run_id, &prepared.session_id, observer);
+        self.execute(prepared, sink, cancel)
     }
 
     /// Starts a run and returns its event stream. The request is checked
@@ -679,10 +740,7 @@ impl Orchestrator {
                 result.status = RunStatus::Failed;
                 result.error = Some(e.info());
                 result.finished_at = Some(Utc::now());
-                if sink.is_enabled() {
-                    sink.finish(EventKind::terminal(&result));
-                }
-                return result;
+                return sink.finish_run(result);
             }
         };
         let history_len = seen.0.len();
@@ -791,10 +849,7 @@ impl Orchestrator {
         run_token.cancel();
         let result = guard.disarm();
         let result = self.finish(&ctx, result, outcome, clock, history_len).await;
-        if sink.is_enabled() {
-            sink.finish(EventKind::terminal(&result));
-        }
-        result
+        sink.finish_run(result)
     }
 
     /// Completes the run record from the context and the pattern's outcome,
@@ -1275,9 +1330,7 @@ impl Drop for Unfinished {
                             history_len,
                         )
                         .await;
-                    if sink.is_enabled() {
-                        sink.finish(EventKind::terminal(&result));
-                    }
+                    sink.finish_run(result);
                 });
             }
             Err(_) => {

@@ -69,6 +69,59 @@ async fn events_are_numbered_in_order_and_end_with_the_result() {
     }
 }
 
+#[tokio::test]
+async fn an_observed_run_sees_the_events_a_stream_would_and_lends_the_result() {
+    let orch = Orchestrator::new();
+    for name in ["a", "b", "c"] {
+        orch.register(tagger(name));
+    }
+    let request = |session: &str| {
+        RunRequest::new("sequential", "t")
+            .agents(["a", "b", "c"])
+            .session(session)
+    };
+    let streamed = events(&orch, request("streamed")).await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<OrchestrationEvent>::new()));
+    let log = seen.clone();
+    let result = orch
+        .run_observed(
+            request("observed"),
+            tokio_util::sync::CancellationToken::new(),
+            Arc::new(move |e: &OrchestrationEvent| log.lock().unwrap().push(e.clone())),
+        )
+        .await
+        .unwrap();
+    let observed = seen.lock().unwrap().clone();
+    assert_eq!(types(&observed), types(&streamed));
+    let seqs: Vec<u64> = observed.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=observed.len() as u64).collect::<Vec<_>>());
+    assert!(observed.iter().all(|e| e.run_id == result.run_id));
+    // The terminal event carried exactly the result that was returned.
+    assert_eq!(observed.last().and_then(|e| e.kind.result()), Some(&result));
+    assert_eq!(result.output.as_deref(), Some("c(b(a(t)))"));
+    let session = orch.get_session("observed").await.unwrap().unwrap();
+    assert_eq!(session.runs, vec![result]);
+}
+
+#[tokio::test]
+async fn an_observed_run_that_is_invalid_runs_nothing_and_observes_nothing() {
+    let orch = Orchestrator::new();
+    let seen = Arc::new(AtomicU32::new(0));
+    let count = seen.clone();
+    let err = orch
+        .run_attached(
+            RunRequest::new("sequential", "t").agents(["nobody"]),
+            tokio_util::sync::CancellationToken::new(),
+            Arc::new(move |_: &OrchestrationEvent| {
+                count.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.info().code, "unknown_agent");
+    assert_eq!(seen.load(Ordering::SeqCst), 0);
+}
+
 fn json_of(e: &OrchestrationEvent) -> serde_json::Value {
     serde_json::to_value(e).unwrap()
 }

@@ -308,3 +308,41 @@ async fn a_panicking_agent_fails_its_step_instead_of_the_process() {
     assert_eq!(r.status, RunStatus::Failed);
     assert!(r.error.unwrap().message.contains("agent bug"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_an_observed_run_ends_it_cancelled_with_its_last_event() {
+    let orch = Orchestrator::new();
+    let saw = Arc::new(AtomicBool::new(false));
+    orch.register(sleeper("slow", 3600, saw.clone()));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let started = Arc::new(tokio::sync::Notify::new());
+    let (s, trigger) = (started.clone(), cancel.clone());
+    // Another task cancels the run once the agent has started.
+    tokio::spawn(async move {
+        s.notified().await;
+        trigger.cancel();
+    });
+    let last = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = last.clone();
+    let result = orch
+        .run_attached(
+            RunRequest::new("sequential", "t").agents(["slow"]),
+            cancel,
+            Arc::new(move |e: &orchestra_core::OrchestrationEvent| {
+                if e.type_name() == "agent_started" {
+                    started.notify_one();
+                }
+                log.lock().unwrap().push(e.type_name());
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.status, RunStatus::Cancelled);
+    // The agent's future was dropped before it could answer.
+    assert!(result.steps.is_empty());
+    assert!(!saw.load(Ordering::SeqCst));
+    assert_eq!(last.lock().unwrap().last(), Some(&"run_cancelled"));
+    let session = orch.get_session(&result.session_id).await.unwrap().unwrap();
+    assert_eq!(session.runs[0].status, RunStatus::Cancelled);
+    assert_eq!(orch.active_runs(), 0);
+}

@@ -128,7 +128,9 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
-        .layer(cors(config))
+        .layer(tower::util::option_layer(
+            (!config.cors.allowed_origins.is_empty()).then(|| cors(config)),
+        ))
         .with_state(state)
 }
 

@@ -389,4 +389,17 @@ impl<S: SessionStore> SessionStore for MeteredStore<S> {
         self.record("clear_checkpoint", start, &r);
         r
     }
+
+    /// Forwarded, so a store that changes sessions in place (the memory
+    /// store) keeps doing so instead of falling back to a read and a write.
+    async fn update(
+        &self,
+        id: &str,
+        change: &mut (dyn for<'s> FnMut(&'s mut Session) + Send),
+    ) -> Result<u64, StoreError> {
+        let start = Instant::now();
+        let r = self.inner.update(id, change).await;
+        self.record("update", start, &r);
+        r
+    }
 }

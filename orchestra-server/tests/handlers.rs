@@ -128,6 +128,13 @@ async fn cors_preflight_allows_configured_origins_only() {
     );
     let (_, headers, _) = send(&app, preflight("https://evil.example")).await;
     assert!(headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    // With no origins configured there is no CORS layer at all: a preflight
+    // is just an OPTIONS request the route does not accept.
+    let closed = self::app("").await;
+    let (status, headers, body) = send(&closed, preflight("https://app.example")).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+    assert!(headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
 }
 
 #[tokio::test]

@@ -1,12 +1,12 @@
 //! `POST /orchestrate` (run to the end, JSON result) and
 //! `POST /orchestrate/stream` (the same run as Server-Sent Events).
 //!
-//! Both drive the core's event stream: the plain route folds it into the
-//! final result, the SSE route forwards each event unchanged. Dropping either
-//! (client gone, request timeout) drops the stream, which cancels the run; the
-//! session then records it as cancelled. When the server's drain timeout
-//! passes during shutdown, runs still in flight are cancelled the same way,
-//! so streams still end with a terminal event.
+//! The plain route runs on the request's own task and watches the run's
+//! events only for metrics; the SSE route drives the core's event stream and
+//! forwards each event unchanged. Dropping either (client gone, request
+//! timeout) cancels the run; the session then records it as cancelled. When
+//! the server's drain timeout passes during shutdown, runs still in flight
+//! are cancelled, so streams still end with a terminal event.
 //!
 //! `POST /orchestrate` with `"mode": "async"` (or `Prefer: respond-async`)
 //! checks the request, puts it on the Redis run queue and answers 202 with
@@ -24,7 +24,7 @@ use axum::{
     },
 };
 use futures::{Stream, StreamExt};
-use orchestra_core::{EventKind, OrchestrationEvent, RunRequest, RunResult, RunStream};
+use orchestra_core::{OrchestrationEvent, RunRequest, RunResult, RunStream};
 use serde::Serialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -108,27 +108,36 @@ fn unavailable() -> ApiError {
     )
 }
 
-/// Starts a run. A run without a session id gets a fresh one here, which
-/// the store is told about so that it can create the session without
-/// reading it first.
+/// Names the session of a run without a session id here, and tells the
+/// store, so that it can create the session without reading it first.
+/// Returns the name, to be taken back if the request is refused.
+fn name_session(state: &AppState, request: &mut RunRequest) -> Option<String> {
+    let fresh = state.fresh_sessions.as_ref()?;
+    if request.session_id.is_some() {
+        return None;
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    fresh.mark(&id);
+    request.session_id = Some(id.clone());
+    Some(id)
+}
+
+/// The refusal of a request whose session [`name_session`] named.
+fn refused(state: &AppState, named: Option<String>, e: orchestra_core::OrchestraError) -> ApiError {
+    if let (Some(fresh), Some(id)) = (&state.fresh_sessions, named) {
+        fresh.unmark(&id);
+    }
+    ApiError::from(e)
+}
+
+/// Starts a streamed run. Runs tied to a request end with it, so per-step
+/// checkpoints would buy nothing; queued runs (the worker) are checkpointed.
 fn start(state: &AppState, mut request: RunRequest) -> Result<RunStream, ApiError> {
-    let fresh = match (&state.fresh_sessions, &request.session_id) {
-        (Some(fresh), None) => {
-            let id = uuid::Uuid::new_v4().to_string();
-            fresh.mark(&id);
-            request.session_id = Some(id.clone());
-            Some((fresh, id))
-        }
-        _ => None,
-    };
-    // A synchronous run ends with its request, so per-step checkpoints
-    // would buy nothing; queued runs (the worker) are checkpointed.
-    state.orch.stream_attached(request).map_err(|e| {
-        if let Some((fresh, id)) = fresh {
-            fresh.unmark(&id);
-        }
-        ApiError::from(e)
-    })
+    let named = name_session(state, &mut request);
+    state
+        .orch
+        .stream_attached(request)
+        .map_err(|e| refused(state, named, e))
 }
 
 /// Checks a request, puts it on the run queue and answers 202.
@@ -207,43 +216,36 @@ pub async fn orchestrate(
     request_headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let (request, mode) = parse_request(body, &request_headers)?;
+    let (mut request, mode) = parse_request(body, &request_headers)?;
     if mode == Mode::Async {
         return submit_async(&state, request).await;
     }
-    let mut stream = start(&state, request)?;
+    let named = name_session(&state, &mut request);
     let _in_flight = InFlight::run();
-    let headers = id_headers(&stream);
-    let mut result: Option<RunResult> = None;
-    let mut cancelled = false;
-    loop {
-        let event = tokio::select! {
-            ev = stream.next() => ev,
-            () = state.drain_expired.cancelled(), if !cancelled => {
-                cancelled = true;
-                stream.cancel();
-                continue;
-            }
-        };
-        let Some(event) = event else { break };
-        observe(&event);
-        if let EventKind::RunCompleted { result: r }
-        | EventKind::RunFailed { result: r, .. }
-        | EventKind::RunCancelled { result: r, .. }
-        | EventKind::InputRequested { result: r, .. } = event.kind
-        {
-            result = Some(*r);
+    // On this task: if the client goes away, this future is dropped and the
+    // run is recorded as cancelled.
+    let cancel = CancellationToken::new();
+    let run = state
+        .orch
+        .run_attached(request, cancel.clone(), OBSERVER.clone());
+    tokio::pin!(run);
+    let outcome = tokio::select! {
+        r = &mut run => r,
+        () = state.drain_expired.cancelled() => {
+            cancel.cancel();
+            run.await
         }
+    };
+    let result = outcome.map_err(|e| refused(&state, named, e))?;
+    if store_unavailable(&result) {
+        return Err(unavailable());
     }
-    match result {
-        Some(r) if store_unavailable(&r) => Err(unavailable()),
-        Some(r) => Ok((headers, Json(r)).into_response()),
-        None => Err(ApiError::internal(
-            "run stream ended without a result",
-            &"no terminal event",
-        )),
-    }
+    Ok((ids(&result.run_id, &result.session_id), Json(result)).into_response())
 }
+
+/// Sync runs' events only feed the metrics.
+static OBSERVER: std::sync::LazyLock<orchestra_core::EventObserver> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(observe));
 
 /// Runs a pattern and streams its events.
 ///
@@ -288,7 +290,7 @@ pub async fn orchestrate_stream(
         observe_first(first.as_ref());
         return Err(unavailable());
     }
-    let mut headers = id_headers(&stream);
+    let mut headers = ids(stream.run_id(), stream.session_id());
     // Proxies such as nginx buffer responses unless told not to.
     headers.insert(
         HeaderName::from_static("x-accel-buffering"),
@@ -301,12 +303,12 @@ pub async fn orchestrate_stream(
     Ok((headers, Sse::new(events).keep_alive(keep_alive)).into_response())
 }
 
-fn id_headers(stream: &RunStream) -> HeaderMap {
+fn ids(run_id: &str, session_id: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(stream.run_id()) {
+    if let Ok(v) = HeaderValue::from_str(run_id) {
         h.insert(RUN_ID.clone(), v);
     }
-    if let Ok(v) = HeaderValue::from_str(stream.session_id()) {
+    if let Ok(v) = HeaderValue::from_str(session_id) {
         h.insert(SESSION_ID.clone(), v);
     }
     h
