@@ -963,12 +963,16 @@ impl Orchestrator {
                 session_usage(s, &record.run_id, budgeted),
             );
         };
-        let (written, indexed) = tokio::join!(
-            store.update(&record.session_id, &mut start),
-            store.index_run(&record.run_id, &record.session_id)
-        );
-        written?;
-        indexed?;
+        if store.indexes_running_runs() {
+            store.update(&record.session_id, &mut start).await?;
+        } else {
+            let (written, indexed) = tokio::join!(
+                store.update(&record.session_id, &mut start),
+                store.index_run(&record.run_id, &record.session_id)
+            );
+            written?;
+            indexed?;
+        }
         if duplicate {
             return Err(OrchestraError::invalid(
                 "run_id",

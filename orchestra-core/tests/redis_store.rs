@@ -153,6 +153,66 @@ async fn fifty_concurrent_runs_on_one_session_keep_every_message() {
 }
 
 #[tokio::test]
+async fn a_write_indexes_the_running_runs_of_its_session_and_no_others() {
+    let store = store().await;
+    assert!(store.indexes_running_runs());
+    let run = |id: &str, status| orchestra_core::RunResult {
+        run_id: id.into(),
+        session_id: "s".into(),
+        status,
+        ..Default::default()
+    };
+    let mut session = Session::new("s");
+    session.runs = vec![
+        run("running", RunStatus::Running),
+        run("done", RunStatus::Completed),
+    ];
+    store.put(&session, None).await.unwrap();
+    assert_eq!(
+        store.find_run("running").await.unwrap().as_deref(),
+        Some("s")
+    );
+    assert_eq!(store.find_run("done").await.unwrap(), None);
+    // A run started through an orchestrator is found by id while it runs
+    // and after, with no separate index write.
+    let orch = Orchestrator::builder().store(Arc::new(store)).build();
+    let (entered, release) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let (e, r) = (entered.clone(), release.clone());
+    orch.register(FnAgent::new("wait", "waits", move |_, _| {
+        let (e, r) = (e.clone(), r.clone());
+        async move {
+            e.notify_one();
+            r.notified().await;
+            "done"
+        }
+    }));
+    let o = orch.clone();
+    let running = tokio::spawn(async move {
+        o.run(
+            RunRequest::new("sequential", "t")
+                .agents(["wait"])
+                .session("s2")
+                .run_id("r2"),
+        )
+        .await
+    });
+    entered.notified().await;
+    assert_eq!(
+        orch.store().find_run("r2").await.unwrap().as_deref(),
+        Some("s2")
+    );
+    release.notify_one();
+    assert_eq!(running.await.unwrap().unwrap().status, RunStatus::Completed);
+    assert_eq!(
+        orch.store().find_run("r2").await.unwrap().as_deref(),
+        Some("s2")
+    );
+}
+
+#[tokio::test]
 async fn sessions_expire_after_the_ttl_and_drop_out_of_the_listing() {
     let store = store_with(RedisStoreConfig::default().ttl(Some(Duration::from_secs(1)))).await;
     store.put(&Session::new("short"), None).await.unwrap();

@@ -352,6 +352,10 @@ impl<S: SessionStore> SessionStore for MeteredStore<S> {
         self.inner.is_durable()
     }
 
+    fn indexes_running_runs(&self) -> bool {
+        self.inner.indexes_running_runs()
+    }
+
     async fn index_run(&self, run_id: &str, session_id: &str) -> Result<(), StoreError> {
         let start = Instant::now();
         let r = self.inner.index_run(run_id, session_id).await;

@@ -171,6 +171,12 @@ pub trait SessionStore: Send + Sync {
         Ok(())
     }
 
+    /// Whether every write also does [`index_run`](Self::index_run) for
+    /// the session's running runs, so a starting run need not call it.
+    fn indexes_running_runs(&self) -> bool {
+        false
+    }
+
     /// The session that holds `run_id`, if known.
     async fn find_run(&self, _run_id: &str) -> Result<Option<String>, StoreError> {
         Ok(None)
@@ -255,6 +261,9 @@ impl<T: SessionStore + ?Sized> SessionStore for std::sync::Arc<T> {
     }
     async fn index_run(&self, run_id: &str, session_id: &str) -> Result<(), StoreError> {
         (**self).index_run(run_id, session_id).await
+    }
+    fn indexes_running_runs(&self) -> bool {
+        (**self).indexes_running_runs()
     }
     async fn find_run(&self, run_id: &str) -> Result<Option<String>, StoreError> {
         (**self).find_run(run_id).await

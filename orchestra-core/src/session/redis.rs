@@ -53,6 +53,7 @@ use serde::{Serialize, ser::SerializeStruct};
 
 use super::{Page, Session, SessionStore, SessionSummary};
 use crate::error::StoreError;
+use crate::run::RunStatus;
 
 /// Where and how a [`RedisStore`] keeps sessions.
 #[derive(Debug, Clone)]
@@ -209,9 +210,10 @@ pub(crate) fn map_redis_error(e: RedisError) -> StoreError {
     }
 }
 
-/// Checks the version, writes the session hash with its expiry and updates
-/// the index, all or nothing. Returns `{1, new_version}` or `{0, found}`
-/// (`found` = "" when there is no session).
+/// Checks the version, writes the session hash with its expiry, updates
+/// the index and points the run keys in `KEYS[3..]` (the session's running
+/// runs) at the session, all or nothing. Returns `{1, new_version}` or
+/// `{0, found}` (`found` = "" when there is no session).
 static PUT_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -228,6 +230,13 @@ else
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
 end
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[7])
+for i = 3, #KEYS do
+  if ARGV[5] == '0' then
+    redis.call('SET', KEYS[i], ARGV[7])
+  else
+    redis.call('SET', KEYS[i], ARGV[7], 'PX', ARGV[5])
+  end
+end
 return {1, ARGV[2]}
 ",
     )
@@ -365,6 +374,10 @@ impl RedisStore {
         self.link.key("sessions")
     }
 
+    fn run_key(&self, run_id: &str) -> String {
+        self.link.key(&format!("run:{run_id}"))
+    }
+
     /// Checks up to `batch` of the least recently updated index entries and
     /// removes those whose session has expired; returns how many it removed.
     /// `list` prunes what it reads; this keeps the tail of the index short
@@ -410,9 +423,15 @@ impl SessionStore for RedisStore {
         true
     }
 
+    /// Every write points the session's running runs at it, in the same
+    /// script: one command per run start instead of two.
+    fn indexes_running_runs(&self) -> bool {
+        true
+    }
+
     async fn index_run(&self, run_id: &str, session_id: &str) -> Result<(), StoreError> {
         let mut conn = self.link.conn.clone();
-        let key = self.link.key(&format!("run:{run_id}"));
+        let key = self.run_key(run_id);
         let mut cmd = redis::cmd("SET");
         cmd.arg(&key).arg(session_id);
         if let Some(ttl) = self.link.config.ttl {
@@ -425,7 +444,7 @@ impl SessionStore for RedisStore {
 
     async fn find_run(&self, run_id: &str) -> Result<Option<String>, StoreError> {
         let mut conn = self.link.conn.clone();
-        let key = self.link.key(&format!("run:{run_id}"));
+        let key = self.run_key(run_id);
         self.link.call("find_run", conn.get(&key)).await
     }
 
@@ -502,8 +521,15 @@ impl SessionStore for RedisStore {
             .map_or(0, |t| t.as_millis().max(1) as u64);
         let mut conn = self.link.conn.clone();
         let mut inv = PUT_SCRIPT.key(self.session_key(&session.id));
-        inv.key(self.index_key())
-            .arg(expected.map(|v| v.to_string()).unwrap_or_default())
+        inv.key(self.index_key());
+        for run in session
+            .runs
+            .iter()
+            .filter(|r| r.status == RunStatus::Running)
+        {
+            inv.key(self.run_key(&run.run_id));
+        }
+        inv.arg(expected.map(|v| v.to_string()).unwrap_or_default())
             .arg(version)
             .arg(data)
             .arg(summary)
