@@ -1,6 +1,7 @@
-//! Prometheus metrics. Run and agent metrics are derived from the event
-//! stream every request already consumes, so the core needs no hooks; store
-//! latency comes from [`MeteredStore`], a wrapper around the session store.
+//! Prometheus metrics. Run and agent metrics are derived from each run's
+//! events (streamed, or handed to an observer for plain runs), so the core
+//! needs no metrics of its own; store latency comes from [`MeteredStore`], a
+//! wrapper around the session store.
 //!
 //! | metric | type | labels |
 //! |---|---|---|
@@ -26,7 +27,12 @@
 //! The queue gauges describe the shared queue (every instance reports the
 //! same values); the queue counters count what this instance did.
 
-use std::{sync::OnceLock, time::Instant};
+use std::{
+    collections::HashMap,
+    hash::Hash,
+    sync::{Mutex, OnceLock},
+    time::Instant,
+};
 
 use async_trait::async_trait;
 use axum::{
@@ -172,7 +178,9 @@ pub fn observe(event: &OrchestrationEvent) {
         EventKind::AgentCompleted {
             agent, duration_ms, ..
         } => {
-            metrics::histogram!("orchestra_agent_call_duration_seconds", "agent" => agent.clone())
+            static CALLS: Handles<String, metrics::Histogram> = Handles::new();
+            CALLS
+                .get(agent, || metrics::histogram!("orchestra_agent_call_duration_seconds", "agent" => agent.clone()))
                 .record(*duration_ms as f64 / 1000.0);
         }
         EventKind::AgentFailed { agent, error, .. } => {
@@ -258,28 +266,74 @@ impl Drop for InFlight {
 /// Request counts and latency by matched route (not raw path, so session ids
 /// do not explode the label space).
 pub async fn http_metrics(req: Request, next: Next) -> Response {
+    static HTTP: Handles<
+        (axum::http::Method, String, u16),
+        (metrics::Histogram, metrics::Counter),
+    > = Handles::new();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = req.method().clone();
     let start = Instant::now();
     let response = next.run(req).await;
     let elapsed = start.elapsed().as_secs_f64();
-    metrics::histogram!(
-        "orchestra_http_request_duration_seconds",
-        "method" => method.clone(),
-        "route" => route.clone()
-    )
-    .record(elapsed);
-    metrics::counter!(
-        "orchestra_http_requests_total",
-        "method" => method,
-        "route" => route,
-        "status" => response.status().as_u16().to_string()
-    )
-    .increment(1);
+    let status = response.status().as_u16();
+    let key = (method, route, status);
+    let (duration, count) = HTTP.get(&key, || {
+        let (method, route, status) = &key;
+        (
+            metrics::histogram!(
+                "orchestra_http_request_duration_seconds",
+                "method" => method.as_str().to_owned(),
+                "route" => route.clone()
+            ),
+            metrics::counter!(
+                "orchestra_http_requests_total",
+                "method" => method.as_str().to_owned(),
+                "route" => route.clone(),
+                "status" => status.to_string()
+            ),
+        )
+    });
+    duration.record(elapsed);
+    count.increment(1);
     response
+}
+
+/// Metric handles by label values, so a hot path records through a lookup
+/// instead of building and registering a labelled key every time. Bounded:
+/// it starts over past [`Handles::MAX`] entries (unusual label values such
+/// as many agent names only cost a re-registration).
+struct Handles<K, H>(OnceLock<Mutex<HashMap<K, H>>>);
+
+impl<K: Eq + Hash + Clone, H: Clone> Handles<K, H> {
+    const MAX: usize = 4096;
+
+    const fn new() -> Self {
+        Self(OnceLock::new())
+    }
+
+    fn get<Q>(&self, key: &Q, make: impl FnOnce() -> H) -> H
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + Hash + ToOwned<Owned = K> + ?Sized,
+    {
+        let mut map = self
+            .0
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = map.get(key) {
+            return h.clone();
+        }
+        if map.len() >= Self::MAX {
+            map.clear();
+        }
+        let h = make();
+        map.insert(key.to_owned(), h.clone());
+        h
+    }
 }
 
 /// A session store that times every operation.

@@ -22,7 +22,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `{prefix}:session:{id}` | hash | `v` = version, `data` = the session as JSON, `sum` = its [`SessionSummary`] as JSON; expires after the TTL, refreshed on every write |
-//! | `{prefix}:run:{run_id}` | string | the id of the session holding the run, so runs can be found by id (resume, `GET /runs/{run_id}`); same TTL as sessions |
+//! | `{prefix}:run:{run_id}` | string | the id of the session holding the run, so runs can be found by id (resume, `GET /runs/{run_id}`); set by every session write while the run is running; same TTL as sessions |
 //! | `{prefix}:checkpoint:{run_id}` | string | the latest checkpoint of a run in progress (its record as JSON), kept apart from the session so checkpoints never contend with other writers; deleted when the run's record is final |
 //! | `{prefix}:sessions` | sorted set | member = session id, score = `updated_at` in Unix milliseconds: the listing index |
 //!
