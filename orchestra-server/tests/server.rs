@@ -168,6 +168,35 @@ async fn every_pattern_works_with_the_demo_agents_alone() {
         assert_eq!(r["status"], "completed", "{body}: {r}");
         assert!(!r["output"].as_str().unwrap().is_empty(), "{body}: {r}");
     }
+    // Plain runs feed the metrics through their observed events.
+    let m = c
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for pattern in [
+        "sequential",
+        "concurrent",
+        "handoff",
+        "group_chat",
+        "dynamic",
+    ] {
+        let series = format!(r#"orchestra_runs_total{{pattern="{pattern}",status="completed"}} 1"#);
+        assert!(m.contains(&series), "{series}\n{m}");
+    }
+    assert!(
+        m.contains(r#"orchestra_agent_call_duration_seconds_count{agent="demo_writer"}"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            r#"orchestra_http_requests_total{method="POST",route="/orchestrate",status="200"} 5"#
+        ),
+        "{m}"
+    );
     let (_, agents) = get_json(&c, &server.url("/agents")).await;
     let agents = agents["agents"].as_array().unwrap();
     assert!(agents.len() >= 5);
