@@ -130,6 +130,28 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt).iter(|| floor_sequential(&chat_agents, "t"))
     });
     g.finish();
+
+    // The same sequential run at 1 and 20 agents: the difference over 19
+    // steps is the cost of one more step, without the run's fixed part
+    // (validation, ids, two session writes, the result).
+    for n in [1, 20] {
+        let agents: Vec<String> = (0..n).map(|i| seq[i % seq.len()].clone()).collect();
+        let refs: Vec<AgentRef> = agents.iter().filter_map(|a| orch.agent(a)).collect();
+        let mut g = c.benchmark_group(format!("sequential_{n}"));
+        g.bench_function("orchestra", |b| {
+            b.to_async(&rt).iter(|| async {
+                let r = orch
+                    .run(RunRequest::new("sequential", "t").agents(agents.clone()))
+                    .await
+                    .unwrap();
+                assert_eq!(r.steps.len(), n);
+            })
+        });
+        g.bench_function("floor", |b| {
+            b.to_async(&rt).iter(|| floor_sequential(&refs, "t"))
+        });
+        g.finish();
+    }
 }
 
 criterion_group!(benches, bench);

@@ -125,8 +125,9 @@ struct Active {
 struct Prepared {
     /// Steps answered from a record instead of agents (replay).
     recorded: Option<Arc<HashMap<u32, crate::run::Step>>>,
-    /// The stored record this run continues (resume), if any.
-    resume: Option<Resume>,
+    /// The stored record this run continues (resume), if any. Boxed: it
+    /// holds a whole run record, and every run's future carries this field.
+    resume: Option<Box<Resume>>,
     /// Checkpointing when the request does not say (`None`: the store decides).
     checkpoint_default: Option<bool>,
     /// Answers and decisions of the record being replayed or resumed.
@@ -880,7 +881,8 @@ impl Orchestrator {
         });
         result.duration_ms += clock.elapsed().as_millis() as u64;
         if let Err(OrchestraError::InputRequired(request)) = outcome {
-            let paused = self.pause(result, *request).await;
+            // Boxed: a rare branch, kept out of every run's future.
+            let paused = Box::pin(self.pause(result, *request)).await;
             if ctx.checkpointing() && paused.status == RunStatus::WaitingForInput {
                 self.clear_checkpoint(&paused.run_id).await;
             }
@@ -1176,11 +1178,11 @@ impl Orchestrator {
         ));
         prepared.answers = claimed.answers.clone();
         prepared.decided = claimed.decisions.clone();
-        prepared.resume = Some(Resume {
+        prepared.resume = Some(Box::new(Resume {
             history_len,
             answered: key,
             record: claimed,
-        });
+        }));
         tracing::info!(run_id, session_id = %session_id, "resuming run");
         Ok(prepared)
     }
