@@ -10,7 +10,7 @@ use std::{
 };
 
 use common::{
-    Server, SseReader, get_json, post_json,
+    Server, SseReader, get_json, get_text, post_json,
     scripted::{Reply, Scripted, completed_task, completion, rpc_result, streamed_text, v03_card},
 };
 use serde_json::{Value, json};
@@ -226,14 +226,7 @@ async fn a_configured_llm_manager_and_planner_are_chosen_by_name_over_rest() {
     let plans = f.planner.bodies().len() as u64;
     assert_eq!(result["usage"]["prompt_tokens"], 40 * plans, "{result}");
     assert_eq!(result["usage"]["completion_tokens"], 20 * plans, "{result}");
-    let metrics = c
-        .get(f.server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&c, &f.server.url("/metrics")).await;
     for (pattern, kind, tokens) in [
         ("group_chat", "prompt", 7 * asked_times),
         ("dynamic", "completion", 20 * plans),

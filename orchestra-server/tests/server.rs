@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{AgentService, Server, SseReader, eventually, get_json, post_json, recv_within};
+use common::{
+    AgentService, Server, SseReader, eventually, get_json, get_text, post_json, recv_within,
+};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -169,14 +171,7 @@ async fn every_pattern_works_with_the_demo_agents_alone() {
         assert!(!r["output"].as_str().unwrap().is_empty(), "{body}: {r}");
     }
     // Plain runs feed the metrics through their observed events.
-    let m = c
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = get_text(&c, &server.url("/metrics")).await;
     for pattern in [
         "sequential",
         "concurrent",
@@ -238,16 +233,7 @@ async fn a_failing_or_timed_out_run_still_answers_200_with_its_status() {
     let aborted = recv_within(&mut svc.aborted, WAIT).await;
     assert_eq!(started["run_id"].as_str(), Some(aborted.as_str()));
 
-    let (_, m) = (
-        200,
-        c.get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let m = get_text(&c, &server.url("/metrics")).await;
     assert!(
         m.contains(r#"orchestra_runs_total{pattern="sequential",status="failed"} 1"#),
         "{m}"

@@ -153,6 +153,12 @@ pub async fn get_json(client: &reqwest::Client, url: &str) -> (u16, Value) {
     (status, body)
 }
 
+/// GETs a text body (the Prometheus page).
+pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    let r = client.get(url).send().await.expect("request");
+    r.text().await.expect("text body")
+}
+
 /// One parsed SSE event.
 #[derive(Debug, Clone)]
 pub struct SseEvent {
