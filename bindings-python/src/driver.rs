@@ -40,7 +40,7 @@ use crate::{
 };
 
 /// The result of a finished run, as core JSON (`None` if it ended without one).
-pub(crate) type Outcome = Option<Arc<str>>;
+pub(crate) type Outcome = Option<Arc<orchestra_core::RunResult>>;
 
 /// A run future polled by a [`RunDriver`].
 pub(crate) type RunFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
@@ -268,7 +268,10 @@ impl DriverState {
             return Err(cancelled);
         }
         match outcome {
-            Some(json) => Err(PyStopIteration::new_err((json.to_string(),))),
+            Some(result) => Err(PyStopIteration::new_err((Py::new(
+                py,
+                crate::result::PyRunResult::new(result),
+            )?,))),
             None => Err(orchestra_error(
                 "internal",
                 "the run ended without a result",

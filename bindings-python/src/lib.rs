@@ -8,6 +8,7 @@
 //! - [`agent`]: Python callables as core agents, managers and planners.
 //! - [`driver`]: `await orch.run(...)` polls the run on the caller's loop thread.
 //! - [`bridge`]: how a Python call runs (right there, the blocking pool, or the caller's loop).
+//! - [`result`]: a run's result, encoded as JSON only when Python reads more than its outline.
 //! - [`store`]: memory and Redis session stores.
 //! - `remote`: the core's HTTP, OpenAI-compatible and A2A agents (feature `http-agents`).
 //! - `queue`: queue agents and `serve_agent` workers (features `redis` / `nats`).
@@ -32,6 +33,7 @@ mod orchestrator;
 mod queue;
 #[cfg(feature = "http-agents")]
 mod remote;
+mod result;
 mod store;
 
 use pyo3::prelude::*;
@@ -47,6 +49,7 @@ fn patterns() -> PyResult<String> {
 fn _orchestra(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<orchestrator::PyOrchestrator>()?;
     m.add_class::<orchestrator::RunHandle>()?;
+    m.add_class::<result::PyRunResult>()?;
     m.add_class::<store::PyStore>()?;
     m.add_class::<bridge::PyAgentContext>()?;
     m.add_function(wrap_pyfunction!(patterns, m)?)?;

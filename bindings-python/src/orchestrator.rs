@@ -34,6 +34,7 @@ use crate::{
     bridge::{PyCallback, RunLoopGuard, loop_for_run, on_loop},
     driver::{Outcome, RunDriver},
     error::{PyResultExt, info_to_py, orchestra_error},
+    result::PyRunResult,
     store::PyStore,
 };
 
@@ -321,7 +322,7 @@ impl PyOrchestrator {
         crate::future::into_py_future(py, async move {
             match rx {
                 None => Ok(None),
-                Some(rx) => Ok(wait_outcome(rx).await.map(|s| s.to_string())),
+                Some(rx) => Ok(wait_outcome(rx).await.map(PyRunResult::new)),
             }
         })
     }
@@ -559,20 +560,17 @@ async fn inline_run(
             run.await
         }
     };
-    let json = match result {
-        Ok(r) => serde_json::to_string(&r).ok().map(Arc::from),
-        Err(e) => {
-            let failed = RunResult {
-                run_id: id,
-                status: RunStatus::Failed,
-                error: Some(e.info()),
-                ..RunResult::default()
-            };
-            serde_json::to_string(&failed).ok().map(Arc::from)
-        }
-    };
-    publish.send(json.clone());
-    json
+    let result = Arc::new(match result {
+        Ok(r) => r,
+        Err(e) => RunResult {
+            run_id: id,
+            status: RunStatus::Failed,
+            error: Some(e.info()),
+            ..RunResult::default()
+        },
+    });
+    publish.send(Some(result.clone()));
+    Some(result)
 }
 
 impl RunHandle {
@@ -692,7 +690,7 @@ impl RunHandle {
                 };
                 let Some(event) = event else { break };
                 if let Some(r) = event.kind.result() {
-                    result = serde_json::to_string(r).ok().map(Arc::from);
+                    result = Some(Arc::new(r.clone()));
                 }
                 if let Some(tx) = &tx {
                     match serde_json::to_string(&event) {
@@ -782,7 +780,7 @@ impl RunHandle {
         let refused = Arc::clone(&self.refused);
         crate::future::into_py_future(py, async move {
             match wait_outcome(rx).await {
-                Some(json) => Ok(json.to_string()),
+                Some(result) => Ok(PyRunResult::new(result)),
                 None => Err(refused.get().map_or_else(
                     || orchestra_error("internal", "the run ended without a result"),
                     info_to_py,

@@ -20,6 +20,19 @@ async def test_sequential_chains_a_sync_and_an_async_agent(orch: orchestra.Orche
     assert r.session_id and r.run_id and r.pattern == "sequential"
 
 
+async def test_a_result_is_the_stored_record_whichever_way_it_was_awaited(orch: orchestra.Orchestrator) -> None:
+    awaited = await orch.run("sequential", "tides", agents=["researcher", "writer"])
+    # Outline first (answered natively), then the whole record.
+    assert (awaited.status, awaited.output) == ("completed", "article on facts about tides")
+    stream = orch.stream("sequential", "tides", agents=["researcher", "writer"])
+    streamed = await stream.result()
+    for result in (awaited, streamed):
+        session = await orch.get_session(result.session_id)
+        assert session is not None
+        assert result.to_dict() == session.runs[-1].to_dict()
+        assert result.run_id == session.runs[-1].run_id
+
+
 async def test_concurrent_gives_every_agent_the_task(orch: orchestra.Orchestrator) -> None:
     r = await orch.run("concurrent", "tides", agents=["researcher", "writer", "echo"])
     assert r.status == "completed"

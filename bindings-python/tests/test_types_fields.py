@@ -202,6 +202,36 @@ def test_agent_input_fields() -> None:
     assert lazy.session_id == "s1"  # decoded on first use
 
 
+def test_a_native_run_result_answers_its_outline_without_decoding() -> None:
+    decoded: List[int] = []
+
+    class Native:
+        run_id = "r-native"
+        session_id = "s-native"
+        status = "completed"
+        output = "the answer"
+
+        def json(self) -> str:
+            decoded.append(1)
+            return json.dumps({**RUN, "run_id": "r-native", "session_id": "s-native",
+                               "status": "completed", "output": "the answer"})
+
+    result = RunResult._from_json(Native())
+    assert (result.run_id, result.session_id, result.status, result.output) == (
+        "r-native", "s-native", "completed", "the answer",
+    )
+    assert result.ok and not result.waiting
+    assert decoded == []
+    # Anything else decodes the whole record, once.
+    assert result.pattern == "sequential" and result.task == "tides"
+    assert [s.agent for s in result.steps] == [s.agent for s in RunResult(RUN).steps]
+    assert result.to_dict()["output"] == "the answer"
+    assert decoded == [1]
+    with pytest.raises(AttributeError):
+        setattr(result, "status", "failed")
+    assert RunResult.status.__doc__ is not None and "completed" in RunResult.status.__doc__
+
+
 def public_attributes(cls: type) -> List[str]:
     return [
         name
@@ -215,7 +245,7 @@ def test_attributes_are_read_only(cls: Any, data: Dict[str, Any]) -> None:
     class Sub(cls):  # type: ignore[misc]
         """A subclass with a __dict__: the attributes stay read-only."""
 
-    assert cls.__slots__ == ("_d",)
+    assert not hasattr(cls(dict(data)), "__dict__")  # slots only
     for obj in (cls(dict(data)), Sub(dict(data))):
         names = public_attributes(cls)
         assert names

@@ -124,6 +124,22 @@ class _Field(Generic[_T]):
         raise AttributeError(f"{type(obj).__name__!r} object attribute {self._key!r} is read-only")
 
 
+class _Outline(_Field[_T]):
+    """A field of a run's result that its native form answers directly, so
+    reading it decodes nothing else."""
+
+    @overload
+    def __get__(self, obj: None, owner: Optional[type] = None) -> _Outline[_T]: ...
+
+    @overload
+    def __get__(self, obj: _Wrapper, owner: Optional[type] = None) -> _T: ...
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is not None and obj._data is None:
+            return getattr(obj._native, self._key)
+        return super().__get__(obj, owner)
+
+
 class Message:
     """One message of a conversation."""
 
@@ -577,22 +593,36 @@ class InputRequest:
 class RunResult:
     """The outcome of a run; also the run's record inside its session."""
 
-    __slots__ = ("_d",)
+    __slots__ = ("_data", "_native")
 
     def __init__(self, data: JSON) -> None:
-        self._d = data
+        self._data: Optional[JSON] = data
+        self._native: Any = None
 
     @classmethod
-    def _from_json(cls, raw: str) -> RunResult:
-        return cls(json.loads(raw))
+    def _from_json(cls, raw: Any) -> RunResult:
+        """From JSON text, or from the native result of a run (its ids,
+        status and output read at once, the rest decoded on first use)."""
+        if isinstance(raw, str):
+            return cls(json.loads(raw))
+        result = cls.__new__(cls)
+        result._data = None
+        result._native = raw
+        return result
 
-    run_id = _Field[str]()
-    session_id = _Field[str]()
+    @property
+    def _d(self) -> JSON:
+        if self._data is None:
+            self._data = json.loads(self._native.json())
+        return self._data
+
+    run_id = _Outline[str]()
+    session_id = _Outline[str]()
     pattern = _Field[str]()
     task = _Field[str]()
     agents = _Field[List[str]]()
 
-    status = _Field[str](
+    status = _Outline[str](
         """"completed", "failed", "timed_out", "cancelled", "waiting_for_input"
         (paused until ``orch.resume``), or "running" in a session."""
     )
@@ -624,7 +654,7 @@ class RunResult:
         """True when the run completed."""
         return self.status == COMPLETED
 
-    output = _Field[Optional[str]](
+    output = _Outline[Optional[str]](
         "The final answer; None when the run ended without one.",
         default=None,
     )
