@@ -16,6 +16,7 @@ from typing import (
     NoReturn,
     Optional,
     Protocol,
+    Type,
     TypeVar,
     Union,
     overload,
@@ -187,14 +188,41 @@ class Message:
     __hash__ = None  # type: ignore[assignment]
 
 
-class AgentInput:
-    """What an agent is asked: the task and the conversation so far."""
+_V = TypeVar("_V", bound="_Lazy")
 
-    __slots__ = ("_data", "_native", "_messages")
+
+class _Lazy:
+    """A view of the core's JSON that can start from a native object, which
+    answers a few attributes itself and gives the whole JSON (``json()``)
+    only when something else is read."""
+
+    __slots__ = ("_data", "_native")
 
     def __init__(self, data: JSON) -> None:
         self._data: Optional[JSON] = data
         self._native: Any = None
+
+    @classmethod
+    def _from_native(cls: Type[_V], native: Any) -> _V:
+        view = cls.__new__(cls)
+        view._data = None
+        view._native = native
+        return view
+
+    @property
+    def _d(self) -> JSON:
+        if self._data is None:
+            self._data = json.loads(self._native.json())
+        return self._data
+
+
+class AgentInput(_Lazy):
+    """What an agent is asked: the task and the conversation so far."""
+
+    __slots__ = ("_messages",)
+
+    def __init__(self, data: JSON) -> None:
+        super().__init__(data)
         self._messages: Optional[List[Message]] = None
 
     @classmethod
@@ -203,17 +231,9 @@ class AgentInput:
         beyond ``task``: most agents read nothing else)."""
         if isinstance(raw, str):
             return cls(json.loads(raw))
-        inp = cls.__new__(cls)
-        inp._data = None
-        inp._native = raw
+        inp = cls._from_native(raw)
         inp._messages = None
         return inp
-
-    @property
-    def _d(self) -> JSON:
-        if self._data is None:
-            self._data = json.loads(self._native.json())
-        return self._data
 
     @property
     def task(self) -> str:
@@ -590,14 +610,10 @@ class InputRequest:
         return f"InputRequest({self.key!r}, {self.kind}, {self.prompt!r})"
 
 
-class RunResult:
+class RunResult(_Lazy):
     """The outcome of a run; also the run's record inside its session."""
 
-    __slots__ = ("_data", "_native")
-
-    def __init__(self, data: JSON) -> None:
-        self._data: Optional[JSON] = data
-        self._native: Any = None
+    __slots__ = ()
 
     @classmethod
     def _from_json(cls, raw: Any) -> RunResult:
@@ -605,16 +621,7 @@ class RunResult:
         status and output read at once, the rest decoded on first use)."""
         if isinstance(raw, str):
             return cls(json.loads(raw))
-        result = cls.__new__(cls)
-        result._data = None
-        result._native = raw
-        return result
-
-    @property
-    def _d(self) -> JSON:
-        if self._data is None:
-            self._data = json.loads(self._native.json())
-        return self._data
+        return cls._from_native(raw)
 
     run_id = _Outline[str]()
     session_id = _Outline[str]()
