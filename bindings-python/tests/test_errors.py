@@ -77,7 +77,7 @@ async def test_an_exception_in_an_agent_fails_the_run_with_its_message() -> None
 
 async def test_raise_on_error_raises_the_typed_error() -> None:
     o = orchestra.Orchestrator()
-    o.add_agent("broken", lambda inp: 1 / 0)
+    o.add_agent("broken", lambda inp: 1 / 0)  # type: ignore[arg-type]
     with pytest.raises(orchestra.AgentError) as e:
         await o.run("sequential", "t", agents=["broken"], raise_on_error=True)
     assert e.value.code == "agent_failed"
@@ -154,7 +154,7 @@ async def test_a_fallback_answers_when_an_agent_fails() -> None:
 
 async def test_a_wrong_return_type_is_invalid_agent_output() -> None:
     o = orchestra.Orchestrator()
-    o.add_agent("numbers", lambda inp: 42)
+    o.add_agent("numbers", lambda inp: 42)  # type: ignore[arg-type]  # the mistake under test
     events = [e async for e in o.stream("sequential", "t", agents=["numbers"])]
     failed = next(e for e in events if e.type == "agent_failed")
     assert failed["error"]["code"] == "invalid_agent_output"
