@@ -545,6 +545,71 @@ async fn a_client_that_disconnects_cancels_its_run() {
 }
 
 #[tokio::test]
+async fn a_client_that_gives_up_on_a_plain_run_cancels_it() {
+    let mut svc = AgentService::start().await;
+    let server = start(&svc, "").await;
+    let c = reqwest::Client::new();
+    let url = server.url("/orchestrate");
+    let request = tokio::spawn({
+        let c = c.clone();
+        async move {
+            post_json(
+                &c,
+                &url,
+                json!({"pattern": "sequential", "task": "wait", "agents": ["slow"], "session_id": "gone-2"}),
+            )
+            .await
+        }
+    });
+    let started = recv_within(&mut svc.started, WAIT).await;
+    // Dropping the request closes its connection.
+    request.abort();
+
+    let aborted = recv_within(&mut svc.aborted, WAIT).await;
+    assert_eq!(started["run_id"].as_str(), Some(aborted.as_str()));
+    let run = eventually(WAIT, || {
+        let c = c.clone();
+        let url = server.url("/sessions/gone-2");
+        async move {
+            let (_, s) = get_json(&c, &url).await;
+            let run = s["runs"][0].clone();
+            (run["status"] != "running" && !run.is_null()).then_some(run)
+        }
+    })
+    .await;
+    assert_eq!(run["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn sigterm_answers_a_plain_run_still_going_at_the_drain_timeout_as_cancelled() {
+    let mut svc = AgentService::start().await;
+    let mut server = start(&svc, "drain_timeout_ms = 300").await;
+    let c = reqwest::Client::new();
+    let url = server.url("/orchestrate");
+    let in_flight = tokio::spawn({
+        let c = c.clone();
+        async move {
+            post_json(
+                &c,
+                &url,
+                json!({"pattern": "sequential", "task": "never ends", "agents": ["slow"]}),
+            )
+            .await
+        }
+    });
+    recv_within(&mut svc.started, WAIT).await;
+    server.sigterm();
+    let (status, r) = tokio::time::timeout(WAIT, in_flight)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["status"], "cancelled", "{r}");
+    assert_eq!(r["error"]["code"], "cancelled", "{r}");
+    assert!(server.wait_exit(WAIT).await.success());
+}
+
+#[tokio::test]
 async fn sigterm_lets_a_run_in_flight_finish_and_refuses_new_connections() {
     let mut svc = AgentService::start().await;
     let mut server = start(&svc, "drain_timeout_ms = 20000").await;
