@@ -544,23 +544,27 @@ async fn a_client_that_disconnects_cancels_its_run() {
     assert_eq!(run["error"]["code"], "cancelled");
 }
 
+/// POSTs `body` from a task of its own, to be awaited (or dropped) later.
+fn spawn_post(
+    c: &reqwest::Client,
+    url: &str,
+    body: serde_json::Value,
+) -> tokio::task::JoinHandle<(u16, serde_json::Value)> {
+    let (c, url) = (c.clone(), url.to_owned());
+    tokio::spawn(async move { post_json(&c, &url, body).await })
+}
+
 #[tokio::test]
 async fn a_client_that_gives_up_on_a_plain_run_cancels_it() {
     let mut svc = AgentService::start().await;
     let server = start(&svc, "").await;
     let c = reqwest::Client::new();
     let url = server.url("/orchestrate");
-    let request = tokio::spawn({
-        let c = c.clone();
-        async move {
-            post_json(
-                &c,
-                &url,
-                json!({"pattern": "sequential", "task": "wait", "agents": ["slow"], "session_id": "gone-2"}),
-            )
-            .await
-        }
-    });
+    let request = spawn_post(
+        &c,
+        &url,
+        json!({"pattern": "sequential", "task": "wait", "agents": ["slow"], "session_id": "gone-2"}),
+    );
     let started = recv_within(&mut svc.started, WAIT).await;
     // Dropping the request closes its connection.
     request.abort();
@@ -586,17 +590,11 @@ async fn sigterm_answers_a_plain_run_still_going_at_the_drain_timeout_as_cancell
     let mut server = start(&svc, "drain_timeout_ms = 300").await;
     let c = reqwest::Client::new();
     let url = server.url("/orchestrate");
-    let in_flight = tokio::spawn({
-        let c = c.clone();
-        async move {
-            post_json(
-                &c,
-                &url,
-                json!({"pattern": "sequential", "task": "never ends", "agents": ["slow"]}),
-            )
-            .await
-        }
-    });
+    let in_flight = spawn_post(
+        &c,
+        &url,
+        json!({"pattern": "sequential", "task": "never ends", "agents": ["slow"]}),
+    );
     recv_within(&mut svc.started, WAIT).await;
     server.sigterm();
     let (status, r) = tokio::time::timeout(WAIT, in_flight)
@@ -615,17 +613,11 @@ async fn sigterm_lets_a_run_in_flight_finish_and_refuses_new_connections() {
     let mut server = start(&svc, "drain_timeout_ms = 20000").await;
     let c = reqwest::Client::new();
     let url = server.url("/orchestrate");
-    let in_flight = tokio::spawn({
-        let c = c.clone();
-        async move {
-            post_json(
-                &c,
-                &url,
-                json!({"pattern": "sequential", "task": "finish me", "agents": ["slow"]}),
-            )
-            .await
-        }
-    });
+    let in_flight = spawn_post(
+        &c,
+        &url,
+        json!({"pattern": "sequential", "task": "finish me", "agents": ["slow"]}),
+    );
     recv_within(&mut svc.started, WAIT).await;
     server.sigterm();
     // The listener closes: new connections are refused while the run goes on.
