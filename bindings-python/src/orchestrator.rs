@@ -689,9 +689,6 @@ impl RunHandle {
                     event = stream.next() => event,
                 };
                 let Some(event) = event else { break };
-                if let Some(r) = event.kind.result() {
-                    result = Some(Arc::new(r.clone()));
-                }
                 if let Some(tx) = &tx {
                     match serde_json::to_string(&event) {
                         Ok(json) => {
@@ -699,6 +696,10 @@ impl RunHandle {
                         }
                         Err(e) => tracing_free_log(&format!("event not encodable: {e}")),
                     }
+                }
+                // The terminal event's result is taken, not copied.
+                if let Some(r) = event.kind.into_result() {
+                    result = Some(Arc::new(r));
                 }
             }
             drop(tx);

@@ -74,24 +74,10 @@ fn bench(c: &mut Criterion) {
     for n in seq.iter().chain(&conc).chain(&chat) {
         orch.register_arc(noop(n.clone()));
     }
-    let seq_agents: Vec<AgentRef> = seq.iter().filter_map(|n| orch.agent(n)).collect();
     let conc_agents: Vec<AgentRef> = conc.iter().filter_map(|n| orch.agent(n)).collect();
     let chat_agents: Vec<AgentRef> = (0..10).map(|i| orch.agent(&chat[i % 2]).unwrap()).collect();
 
-    let mut g = c.benchmark_group("sequential_5");
-    g.bench_function("orchestra", |b| {
-        b.to_async(&rt).iter(|| async {
-            let r = orch
-                .run(RunRequest::new("sequential", "t").agents(seq.clone()))
-                .await
-                .unwrap();
-            assert_eq!(r.status, RunStatus::Completed);
-        })
-    });
-    g.bench_function("floor", |b| {
-        b.to_async(&rt).iter(|| floor_sequential(&seq_agents, "t"))
-    });
-    g.finish();
+    sequential(c, &rt, &orch, &seq, 5);
 
     let mut g = c.benchmark_group("concurrent_10");
     g.bench_function("orchestra", |b| {
@@ -135,23 +121,36 @@ fn bench(c: &mut Criterion) {
     // steps is the cost of one more step, without the run's fixed part
     // (validation, ids, two session writes, the result).
     for n in [1, 20] {
-        let agents: Vec<String> = (0..n).map(|i| seq[i % seq.len()].clone()).collect();
-        let refs: Vec<AgentRef> = agents.iter().filter_map(|a| orch.agent(a)).collect();
-        let mut g = c.benchmark_group(format!("sequential_{n}"));
-        g.bench_function("orchestra", |b| {
-            b.to_async(&rt).iter(|| async {
-                let r = orch
-                    .run(RunRequest::new("sequential", "t").agents(agents.clone()))
-                    .await
-                    .unwrap();
-                assert_eq!(r.steps.len(), n);
-            })
-        });
-        g.bench_function("floor", |b| {
-            b.to_async(&rt).iter(|| floor_sequential(&refs, "t"))
-        });
-        g.finish();
+        sequential(c, &rt, &orch, &seq, n);
     }
+}
+
+/// `sequential_{n}`: a sequential run over `n` agents (cycling through
+/// `names`), orchestrated and by hand.
+fn sequential(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    orch: &Orchestrator,
+    names: &[String],
+    n: usize,
+) {
+    let agents: Vec<String> = (0..n).map(|i| names[i % names.len()].clone()).collect();
+    let refs: Vec<AgentRef> = agents.iter().filter_map(|a| orch.agent(a)).collect();
+    let mut g = c.benchmark_group(format!("sequential_{n}"));
+    g.bench_function("orchestra", |b| {
+        b.to_async(rt).iter(|| async {
+            let r = orch
+                .run(RunRequest::new("sequential", "t").agents(agents.clone()))
+                .await
+                .unwrap();
+            assert_eq!(r.status, RunStatus::Completed);
+            assert_eq!(r.steps.len(), n);
+        })
+    });
+    g.bench_function("floor", |b| {
+        b.to_async(rt).iter(|| floor_sequential(&refs, "t"))
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

@@ -29,18 +29,16 @@ pub(crate) struct GroupConsumer<'a> {
 impl GroupConsumer<'_> {
     /// Creates the group (and the stream) unless it exists.
     pub async fn create_group(&self) -> Result<(), StoreError> {
-        let mut conn = self.link.conn.clone();
         let created: Result<(), StoreError> = self
             .link
-            .call(
+            .query(
                 "create group",
                 redis::cmd("XGROUP")
                     .arg("CREATE")
                     .arg(&self.stream)
                     .arg(&self.group)
                     .arg("0")
-                    .arg("MKSTREAM")
-                    .query_async(&mut conn),
+                    .arg("MKSTREAM"),
             )
             .await;
         match created {
@@ -88,10 +86,9 @@ impl GroupConsumer<'_> {
         idle: Duration,
         cursor: &mut String,
     ) -> Result<Option<(StreamId, u32)>, StoreError> {
-        let mut conn = self.link.conn.clone();
         let reply: StreamAutoClaimReply = self
             .link
-            .call(
+            .query(
                 "reclaim",
                 redis::cmd("XAUTOCLAIM")
                     .arg(&self.stream)
@@ -100,8 +97,7 @@ impl GroupConsumer<'_> {
                     .arg(ms(idle))
                     .arg(cursor.as_str())
                     .arg("COUNT")
-                    .arg(1)
-                    .query_async(&mut conn),
+                    .arg(1),
             )
             .await?;
         *cursor = reply.next_stream_id;
@@ -110,15 +106,14 @@ impl GroupConsumer<'_> {
         };
         let pending: StreamPendingCountReply = self
             .link
-            .call(
+            .query(
                 "pending",
                 redis::cmd("XPENDING")
                     .arg(&self.stream)
                     .arg(&self.group)
                     .arg(&entry.id)
                     .arg(&entry.id)
-                    .arg(1)
-                    .query_async(&mut conn),
+                    .arg(1),
             )
             .await?;
         let deliveries = pending
@@ -132,10 +127,9 @@ impl GroupConsumer<'_> {
     /// Resets the entry's idle time so no other worker reclaims it;
     /// `false` if the entry is no longer pending (someone else finished it).
     pub async fn keep_claim(&self, entry_id: &str) -> Result<bool, StoreError> {
-        let mut conn = self.link.conn.clone();
         let kept: Vec<String> = self
             .link
-            .call(
+            .query(
                 "keep claim",
                 redis::cmd("XCLAIM")
                     .arg(&self.stream)
@@ -143,8 +137,7 @@ impl GroupConsumer<'_> {
                     .arg(&self.consumer)
                     .arg(0)
                     .arg(entry_id)
-                    .arg("JUSTID")
-                    .query_async(&mut conn),
+                    .arg("JUSTID"),
             )
             .await?;
         Ok(!kept.is_empty())
@@ -153,17 +146,15 @@ impl GroupConsumer<'_> {
     /// Removes this consumer from the group (call only when nothing it
     /// took is still pending).
     pub async fn leave(&self) {
-        let mut conn = self.link.conn.clone();
         let removed: Result<i64, StoreError> = self
             .link
-            .call(
+            .query(
                 "delete consumer",
                 redis::cmd("XGROUP")
                     .arg("DELCONSUMER")
                     .arg(&self.stream)
                     .arg(&self.group)
-                    .arg(&self.consumer)
-                    .query_async(&mut conn),
+                    .arg(&self.consumer),
             )
             .await;
         if let Err(e) = removed {

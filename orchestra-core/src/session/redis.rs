@@ -150,6 +150,16 @@ impl RedisLink {
         with_deadline(self.config.op_timeout(), what, fut).await
     }
 
+    /// Sends one command on the shared connection (see [`call`](Self::call)).
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        &self,
+        what: &'static str,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        self.call(what, cmd.query_async(&mut conn)).await
+    }
+
     /// [`call`](Self::call) with a deadline of the caller's choosing, for
     /// commands that wait on the server (blocking reads).
     pub(crate) async fn call_within<T, F>(
