@@ -160,6 +160,9 @@ class RunStream {
     this.runId = handle.runId
     /** The session the run writes to. */
     this.sessionId = handle.sessionId
+    // Keeps the event loop alive until the run has ended, even while nobody
+    // awaits next(): JS agents are called through an unreferenced function.
+    handle.ended().catch(() => {})
   }
 
   [Symbol.asyncIterator]() {
@@ -244,6 +247,10 @@ class PendingStream {
   async next() {
     const handle = await this._ready
     return handle.next()
+  }
+
+  ended() {
+    return this._ready.then((handle) => handle.ended())
   }
 
   cancel() {

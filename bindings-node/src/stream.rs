@@ -5,10 +5,19 @@
 //! crosses into JS in one hop. `cancel()` may be called while a `next()` is
 //! pending; the stream then still ends with `run_cancelled`. Dropping the
 //! object (garbage collection) cancels the run.
+//!
+//! JS agents are called through an unreferenced function, so nothing else
+//! keeps the event loop alive while a run is in flight and no `next()` is
+//! pending (for instance while the reader awaits something an agent will
+//! do). The facade therefore keeps the Promise of `ended()` pending.
 
 use std::sync::Arc;
 
-use futures::{FutureExt, StreamExt};
+use futures::{
+    FutureExt, StreamExt,
+    future::{BoxFuture, Shared},
+};
+use napi::{Env, bindgen_prelude::PromiseRaw};
 use napi_derive::napi;
 use orchestra_core::{OrchestrationEvent, RunStream};
 use tokio::sync::Mutex;
@@ -25,11 +34,13 @@ pub struct NativeRunStream {
     session_id: String,
     stream: Arc<Mutex<RunStream>>,
     stop: CancellationToken,
+    ended: Shared<BoxFuture<'static, ()>>,
 }
 
 impl NativeRunStream {
     pub fn new(stream: RunStream) -> Self {
         Self {
+            ended: stream.ended().boxed().shared(),
             run_id: stream.run_id().to_owned(),
             session_id: stream.session_id().to_owned(),
             stream: Arc::new(Mutex::new(stream)),
@@ -79,6 +90,18 @@ impl NativeRunStream {
         serde_json::to_string(&batch)
             .map(Some)
             .map_err(|e| binding_error("internal_error", e))
+    }
+
+    /// Resolves once the run has ended, whether or not its events are read.
+    /// Not an async method: those hold their object until they resolve, and
+    /// an abandoned stream must stay collectable (which cancels its run).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn ended<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
+        let ended = self.ended.clone();
+        env.spawn_future(async move {
+            ended.await;
+            Ok(())
+        })
     }
 
     /// Cancels the run; the stream then ends with `run_cancelled`.

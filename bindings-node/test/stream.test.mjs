@@ -87,6 +87,25 @@ test('breaking out of for-await cancels the run and the session records it as ca
   assert.equal(orch.activeRuns, 0)
 })
 
+test('a run in flight keeps the event loop alive while nobody awaits its events', async () => {
+  const orch = new Orchestrator()
+  const second = deferred()
+  let calls = 0
+  orch.addAgent('flaky', () => {
+    calls++
+    if (calls === 1) throw Object.assign(new Error('503 upstream'), { retryable: true })
+    second.resolve()
+    return 'ok'
+  })
+  const stream = orch.stream('sequential', 'x', { agents: ['flaky'], options: { retry: { maxRetries: 1, initialBackoffMs: 50 } } })
+  // Left pending: a Tokio timer (the backoff) and the agent's second call,
+  // no Promise of the addon. The run itself must hold the loop open.
+  await second.promise
+  const result = await stream.result()
+  assert.equal(result.status, 'completed')
+  assert.equal(calls, 2)
+})
+
 test('cancel() on a stream ends it with run_cancelled', async () => {
   const orch = new Orchestrator()
   orch.addAgent('stuck', () => new Promise(() => {}))

@@ -384,12 +384,20 @@ impl Orchestrator {
         let session_id = prepared.session_id.clone();
         let this = self.clone();
         let token = cancel.clone();
-        tokio::spawn(async move { this.execute(prepared, sink, token).await });
+        let ended = CancellationToken::new();
+        // Fires when the task ends however it ends (finished, panicked, or
+        // dropped with its runtime).
+        let ending = ended.clone().drop_guard();
+        tokio::spawn(async move {
+            let _ending = ending;
+            this.execute(prepared, sink, token).await
+        });
         RunStream {
             run_id,
             session_id,
             rx,
             cancel: cancel.clone(),
+            ended,
             _guard: cancel.drop_guard(),
         }
     }
@@ -1354,6 +1362,7 @@ pub struct RunStream {
     session_id: String,
     rx: mpsc::UnboundedReceiver<OrchestrationEvent>,
     cancel: CancellationToken,
+    ended: CancellationToken,
     _guard: DropGuard,
 }
 
@@ -1369,6 +1378,14 @@ impl RunStream {
     /// Cancels the run; the stream then ends with `run_cancelled`.
     pub fn cancel(&self) {
         self.cancel.cancel();
+    }
+
+    /// Resolves once the run's task has ended (its terminal event sent and
+    /// the session written), whether or not anyone reads the stream. For
+    /// hosts that must keep running while a run is in flight, such as an
+    /// event loop that would otherwise exit.
+    pub fn ended(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.ended.clone().cancelled_owned()
     }
 
     /// Drains the stream and returns the run's result.

@@ -220,18 +220,35 @@ async fn dropping_the_stream_cancels_the_run_and_the_agent_in_flight() {
             break;
         }
     }
+    let ended = stream.ended();
     drop(stream);
-    let run = loop {
-        let s = orch.get_session(&session_id).await.unwrap().unwrap();
-        if s.runs[0].status.is_finished() {
-            break s.runs[0].clone();
-        }
-        tokio::task::yield_now().await;
-    };
+    ended.await;
+    let s = orch.get_session(&session_id).await.unwrap().unwrap();
+    let run = s.runs[0].clone();
     assert_eq!(run.status, RunStatus::Cancelled);
     assert_eq!(orch.active_runs(), 0);
     // The agent's own future was dropped; it never woke up to answer.
     assert!(run.steps.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_nobody_reads_still_runs_and_says_when_it_has_ended() {
+    let orch = Orchestrator::new();
+    orch.register(sleeper("slow", 5, Arc::default()));
+    let stream = orch
+        .stream(RunRequest::new("sequential", "t").agents(["slow"]))
+        .unwrap();
+    stream.ended().await;
+    assert_eq!(orch.active_runs(), 0);
+    let s = orch
+        .get_session(stream.session_id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.runs[0].status, RunStatus::Completed);
+    // The events are all still there to read.
+    let last = stream.collect::<Vec<_>>().await.pop().unwrap();
+    assert_eq!(last.type_name(), "run_completed");
 }
 
 #[tokio::test(start_paused = true)]
