@@ -22,6 +22,8 @@ function nativeOptions(options) {
 class AgentWorker {
   constructor(nativeWorker) {
     this._native = nativeWorker
+    // Like a listening server, a worker keeps the process alive until it stops.
+    nativeWorker.ended().catch(() => {})
   }
 
   /** The worker's consumer name on the queue. */

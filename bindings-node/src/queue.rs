@@ -8,6 +8,11 @@
 
 use std::{sync::Mutex, time::Duration};
 
+use futures::{
+    FutureExt,
+    future::{BoxFuture, Shared},
+};
+use napi::{Env, bindgen_prelude::PromiseRaw};
 use napi_derive::napi;
 use orchestra_core::{
     agents::queue::{QueueAgent, QueueConfig, QueueTransport},
@@ -117,6 +122,7 @@ pub async fn serve_agent(
         .map_err(|e| binding_error(e.code(), e))?;
     Ok(NativeWorker {
         id: handle.id().to_owned(),
+        ended: handle.ended().boxed().shared(),
         stop,
         handle: Mutex::new(Some(handle)),
     })
@@ -147,6 +153,7 @@ async fn register(_: Worker, _: &str, _: Option<String>) -> napi::Result<Worker>
 pub struct NativeWorker {
     id: String,
     stop: CancellationToken,
+    ended: Shared<BoxFuture<'static, ()>>,
     handle: Mutex<Option<WorkerHandle>>,
 }
 
@@ -183,13 +190,30 @@ impl NativeWorker {
         self.wait().await
     }
 
-    /// Resolves when the worker has stopped.
+    /// Resolves when the worker has stopped (with its error, to the waiter
+    /// that joins it).
     #[napi]
     pub async fn wait(&self) -> napi::Result<()> {
         match self.take() {
             Some(h) => h.join().await.map_err(|e| binding_error(e.code(), e)),
-            None => Ok(()),
+            None => {
+                self.ended.clone().await;
+                Ok(())
+            }
         }
+    }
+
+    /// Resolves once the worker has stopped, without taking it over (stop
+    /// and abort still work). Not an async method, which would hold the
+    /// object: the facade keeps this pending so that a worker keeps the
+    /// process alive, as a listening server does.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn ended<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
+        let ended = self.ended.clone();
+        env.spawn_future(async move {
+            ended.await;
+            Ok(())
+        })
     }
 
     /// Ends the worker at once without answering the request in flight, as

@@ -5,6 +5,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
 import { Orchestrator, serveAgent, Handoff, OrchestraError } from '../index.mjs'
 
 const transports = {
@@ -70,4 +73,27 @@ test('an unreachable or unknown transport rejects', async () => {
   await assert.rejects(serveAgent('a', () => 'x', { transport: 'nats://127.0.0.1:1' }), OrchestraError)
   await assert.rejects(serveAgent('a', () => 'x', { transport: 'ftp://127.0.0.1:1' }), OrchestraError)
   await assert.rejects(serveAgent('a', () => 'x', {}), TypeError)
+})
+
+test('a script that only serves an agent stays up until the worker stops', async () => {
+  const prefix = `js${randomUUID().replaceAll('-', '')}`
+  const transport = 'redis://127.0.0.1:6379'
+  const index = fileURLToPath(new URL('../index.js', import.meta.url))
+  // The whole agent service: nothing but the worker keeps its process alive.
+  const script = `
+    const { serveAgent } = require(${JSON.stringify(index)})
+    const worker = serveAgent('echo', (input) => {
+      setImmediate(() => worker.then((w) => w.stop()))
+      return 'served ' + input.task
+    }, { transport: ${JSON.stringify(transport)}, prefix: ${JSON.stringify(prefix)} })
+  `
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'inherit', 'inherit'] })
+  const exited = once(child, 'exit')
+  const orch = new Orchestrator()
+  await orch.addQueueAgent('echo', transport, { prefix, timeoutMs: 10000 })
+  const result = await orch.run('sequential', 'tides', { agents: ['echo'] })
+  assert.equal(result.status, 'completed', JSON.stringify(result.error))
+  assert.equal(result.output, 'served tides')
+  const [code] = await exited
+  assert.equal(code, 0)
 })

@@ -168,7 +168,11 @@ impl Worker {
         let (ready_tx, ready_rx) = oneshot::channel();
         let id = self.id.clone();
         let task_stop = stop.clone();
+        let ended = CancellationToken::new();
+        // Fires however the task ends: returned, panicked or aborted.
+        let ending = ended.clone().drop_guard();
         let task = tokio::spawn(async move {
+            let _ending = ending;
             let served = self
                 .transport
                 .serve(&self.name, &self.id, handler, task_stop, ready_tx)
@@ -183,6 +187,7 @@ impl Worker {
         let mut handle = WorkerHandle {
             id,
             stop,
+            ended,
             task: Some(task),
         };
         if ready_rx.await.is_err() {
@@ -203,6 +208,7 @@ impl Worker {
 pub struct WorkerHandle {
     id: String,
     stop: CancellationToken,
+    ended: CancellationToken,
     task: Option<JoinHandle<Result<(), WorkerError>>>,
 }
 
@@ -229,6 +235,13 @@ impl WorkerHandle {
 
     pub fn is_finished(&self) -> bool {
         self.task.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Resolves once the worker has stopped, however it stopped, without
+    /// taking the handle (unlike [`join`](Self::join)): for hosts that keep
+    /// a process alive while a worker serves.
+    pub fn ended(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.ended.clone().cancelled_owned()
     }
 
     /// Waits until the worker has stopped.

@@ -300,7 +300,9 @@ async fn killed_worker_request_is_finished_by_another(kind: Kind) {
     });
     started_rx.await.unwrap();
     // Killed mid-request: no answer, no acknowledgement.
+    let doomed_ended = doomed.ended();
     doomed.abort();
+    doomed_ended.await;
     let rescuer = q
         .serve(FnAgent::new("job", "job", |i: AgentInput, _| async move {
             format!("rescued: {}", i.task)
@@ -310,7 +312,9 @@ async fn killed_worker_request_is_finished_by_another(kind: Kind) {
     assert_eq!(r.status, RunStatus::Completed, "{kind:?}: {:?}", r.error);
     assert_eq!(r.output.as_deref(), Some("rescued: important"));
     assert_eq!(r.steps.len(), 1, "one step, answered once");
+    let rescuer_ended = rescuer.ended();
     rescuer.stop();
+    rescuer_ended.await;
     rescuer.join().await.unwrap();
     q.cleanup().await;
 }
