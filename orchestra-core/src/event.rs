@@ -61,6 +61,7 @@ pub struct OrchestrationEvent {
     pub session_id: String,
     /// 1, 2, 3… within a run, in the order events were emitted.
     pub seq: u64,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub timestamp: DateTime<Utc>,
     #[serde(flatten)]
     pub kind: EventKind,

@@ -63,6 +63,7 @@ mod schema;
 pub mod session;
 pub mod telemetry;
 pub mod termination;
+mod timestamp;
 #[cfg(any(feature = "redis", feature = "nats"))]
 pub mod worker;
 

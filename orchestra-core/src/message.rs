@@ -44,6 +44,7 @@ pub struct Message {
     pub data: Option<Value>,
     #[serde(default = "Utc::now")]
     #[schemars(transform = no_default)]
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
 }
 

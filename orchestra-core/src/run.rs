@@ -204,6 +204,7 @@ pub struct Step {
     pub error: Option<ErrorInfo>,
     /// Attempts made, retries included.
     pub attempts: u32,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub started_at: DateTime<Utc>,
     pub duration_ms: u64,
     /// Retries, fallbacks and circuit breaker decisions taken in this step, in order.
@@ -292,8 +293,10 @@ pub struct RunResult {
     /// Where the run stands, written after every step (see docs/durability.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Checkpoint>,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub started_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "crate::timestamp::serialize_option")]
     pub finished_at: Option<DateTime<Utc>>,
     pub duration_ms: u64,
 }
@@ -322,6 +325,7 @@ pub struct Checkpoint {
     /// Times the run was resumed (after input, or after its process died).
     #[serde(default)]
     pub resumes: u32,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -360,9 +364,11 @@ pub struct InputRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<Value>,
     #[serde(default)]
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub requested_at: DateTime<Utc>,
     /// After this, answers are refused and the run ends `timed_out`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "crate::timestamp::serialize_option")]
     pub expires_at: Option<DateTime<Utc>>,
 }
 

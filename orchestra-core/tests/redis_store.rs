@@ -624,3 +624,31 @@ async fn redis_going_down_yields_unavailable_and_the_same_store_recovers() {
     store.put(&Session::new("after"), None).await.unwrap();
     assert_eq!(store.list(Page::default()).await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn writes_go_on_after_redis_forgets_the_scripts() {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("orchestra-redis-{}", uuid::Uuid::new_v4()));
+    let server = OwnRedis::start(port, dir);
+    server.wait_ready().await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let store = RedisStore::connect(&url, RedisStoreConfig::default().prefix(unique_prefix()))
+        .await
+        .unwrap();
+    let mut session = Session::new("s");
+    let v1 = store.put(&session, None).await.unwrap();
+    // As after a restart without persistence of scripts, or SCRIPT FLUSH.
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    session.messages.push(Message::user("after the flush"));
+    let v2 = store.put(&session, Some(v1)).await.unwrap();
+    assert_eq!(v2, v1 + 1);
+    let stored = store.get("s").await.unwrap().unwrap();
+    assert_eq!(stored.messages.len(), 1);
+    assert_eq!(stored.version, v2);
+}

@@ -58,7 +58,9 @@ pub struct Session {
     pub runs: Vec<RunResult>,
     #[serde(default)]
     pub metadata: Map<String, Value>,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub updated_at: DateTime<Utc>,
     /// Incremented by the store on every write; 0 means never stored.
     #[serde(default)]
@@ -110,7 +112,9 @@ impl Session {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionSummary {
     pub id: String,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub updated_at: DateTime<Utc>,
     pub message_count: usize,
     pub run_count: usize,

@@ -54,6 +54,7 @@ use serde::{Serialize, ser::SerializeStruct};
 use super::{Page, Session, SessionStore, SessionSummary};
 use crate::error::StoreError;
 use crate::run::RunStatus;
+use crate::timestamp::Timestamp;
 
 /// Where and how a [`RedisStore`] keeps sessions.
 #[derive(Debug, Clone)]
@@ -160,6 +161,27 @@ impl RedisLink {
         self.call(what, cmd.query_async(&mut conn)).await
     }
 
+    /// Runs `cmd`, an [`evalsha`] of `script`; loads the script first if
+    /// Redis does not know it (a restart, `SCRIPT FLUSH`).
+    pub(crate) async fn eval<T: redis::FromRedisValue>(
+        &self,
+        what: &'static str,
+        script: &Script,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.clone();
+        self.call(what, async {
+            match cmd.query_async(&mut conn).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    script.load_async(&mut conn).await?;
+                    cmd.query_async(&mut conn).await
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+
     /// [`call`](Self::call) with a deadline of the caller's choosing, for
     /// commands that wait on the server (blocking reads).
     pub(crate) async fn call_within<T, F>(
@@ -182,6 +204,16 @@ impl RedisLink {
             .manager_config(self.config.response_timeout + block);
         ConnectionManager::new_lazy_with_config(self.client.clone(), cfg).map_err(map_redis_error)
     }
+}
+
+/// `EVALSHA` of `script` with `keys` keys, sized for `args` arguments of
+/// about `bytes` bytes in all; the keys and then the arguments are added to
+/// it. Unlike a `ScriptInvocation`, which collects them and copies them into
+/// its command, each argument (a whole session, for a write) is copied once.
+pub(crate) fn evalsha(script: &Script, keys: usize, args: usize, bytes: usize) -> redis::Cmd {
+    let mut cmd = redis::Cmd::with_capacity(3 + keys + args, 64 + bytes);
+    cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
+    cmd
 }
 
 async fn with_deadline<T, F>(limit: Duration, what: &'static str, fut: F) -> Result<T, StoreError>
@@ -305,8 +337,8 @@ impl Serialize for AtVersion<'_> {
         s.serialize_field("state", state)?;
         s.serialize_field("runs", runs)?;
         s.serialize_field("metadata", metadata)?;
-        s.serialize_field("created_at", created_at)?;
-        s.serialize_field("updated_at", updated_at)?;
+        s.serialize_field("created_at", &Timestamp(created_at))?;
+        s.serialize_field("updated_at", &Timestamp(updated_at))?;
         s.serialize_field("version", &self.version)?;
         s.end()
     }
@@ -529,24 +561,29 @@ impl SessionStore for RedisStore {
             .config
             .ttl
             .map_or(0, |t| t.as_millis().max(1) as u64);
-        let mut conn = self.link.conn.clone();
-        let mut inv = PUT_SCRIPT.key(self.session_key(&session.id));
-        inv.key(self.index_key());
-        for run in session
+        let running = session
             .runs
             .iter()
-            .filter(|r| r.status == RunStatus::Running)
-        {
-            inv.key(self.run_key(&run.run_id));
+            .filter(|r| r.status == RunStatus::Running);
+        let keys = 2 + running.clone().count();
+        let mut cmd = evalsha(
+            &PUT_SCRIPT,
+            keys,
+            7,
+            data.len() + summary.len() + 128 * keys,
+        );
+        cmd.arg(self.session_key(&session.id)).arg(self.index_key());
+        for run in running {
+            cmd.arg(self.run_key(&run.run_id));
         }
-        inv.arg(expected.map(|v| v.to_string()).unwrap_or_default())
+        cmd.arg(expected.map(|v| v.to_string()).unwrap_or_default())
             .arg(version)
             .arg(data)
             .arg(summary)
             .arg(ttl_ms)
             .arg(session.updated_at.timestamp_millis())
             .arg(&session.id);
-        let (ok, found): (i64, String) = self.link.call("put", inv.invoke_async(&mut conn)).await?;
+        let (ok, found): (i64, String) = self.link.eval("put", &PUT_SCRIPT, &cmd).await?;
         if ok == 1 {
             return Ok(version);
         }
