@@ -8,10 +8,7 @@
 
 use std::{sync::Mutex, time::Duration};
 
-use futures::{
-    FutureExt,
-    future::{BoxFuture, Shared},
-};
+use futures::FutureExt;
 use napi::{Env, bindgen_prelude::PromiseRaw};
 use napi_derive::napi;
 use orchestra_core::{
@@ -153,7 +150,7 @@ async fn register(_: Worker, _: &str, _: Option<String>) -> napi::Result<Worker>
 pub struct NativeWorker {
     id: String,
     stop: CancellationToken,
-    ended: Shared<BoxFuture<'static, ()>>,
+    ended: crate::stream::Ended,
     handle: Mutex<Option<WorkerHandle>>,
 }
 
@@ -209,11 +206,7 @@ impl NativeWorker {
     /// process alive, as a listening server does.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn ended<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
-        let ended = self.ended.clone();
-        env.spawn_future(async move {
-            ended.await;
-            Ok(())
-        })
+        crate::stream::ended_promise(env, &self.ended)
     }
 
     /// Ends the worker at once without answering the request in flight, as

@@ -34,7 +34,23 @@ pub struct NativeRunStream {
     session_id: String,
     stream: Arc<Mutex<RunStream>>,
     stop: CancellationToken,
-    ended: Shared<BoxFuture<'static, ()>>,
+    ended: Ended,
+}
+
+/// Completes when a run (or a worker) has ended; cloned for each waiter.
+pub(crate) type Ended = Shared<BoxFuture<'static, ()>>;
+
+/// A Promise that resolves once `ended` completes. It holds no JS object,
+/// unlike an async method's Promise, which holds its `this`.
+pub(crate) fn ended_promise<'env>(
+    env: &'env Env,
+    ended: &Ended,
+) -> napi::Result<PromiseRaw<'env, ()>> {
+    let ended = ended.clone();
+    env.spawn_future(async move {
+        ended.await;
+        Ok(())
+    })
 }
 
 impl NativeRunStream {
@@ -97,11 +113,7 @@ impl NativeRunStream {
     /// an abandoned stream must stay collectable (which cancels its run).
     #[napi(ts_return_type = "Promise<void>")]
     pub fn ended<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
-        let ended = self.ended.clone();
-        env.spawn_future(async move {
-            ended.await;
-            Ok(())
-        })
+        ended_promise(env, &self.ended)
     }
 
     /// Cancels the run; the stream then ends with `run_cancelled`.
