@@ -40,7 +40,10 @@
 
 use std::{
     future::Future,
-    sync::{Arc, LazyLock},
+    sync::{
+        Arc, LazyLock,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -353,7 +356,13 @@ const LIST_PASSES: usize = 4;
 #[derive(Clone)]
 pub struct RedisStore {
     link: RedisLink,
+    /// Size of the last session written, to serialize the next one into a
+    /// buffer that need not grow (a run's sessions are alike in size).
+    last_size: Arc<AtomicUsize>,
 }
+
+/// Largest buffer reserved up front for a session's JSON.
+const MAX_SIZE_HINT: usize = 1 << 20;
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -397,6 +406,7 @@ impl RedisStore {
                 conn: manager,
                 config: Arc::new(config),
             },
+            last_size: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -548,8 +558,12 @@ impl SessionStore for RedisStore {
 
     async fn put(&self, session: &Session, expected: Option<u64>) -> Result<u64, StoreError> {
         let version = expected.unwrap_or(0) + 1;
-        let data = serde_json::to_string(&AtVersion { session, version })
+        let hint = self.last_size.load(Ordering::Relaxed).min(MAX_SIZE_HINT);
+        let mut data = Vec::with_capacity(hint.max(1024));
+        serde_json::to_writer(&mut data, &AtVersion { session, version })
             .map_err(|e| StoreError::Backend(format!("cannot serialize session: {e}")))?;
+        self.last_size
+            .store(data.len() + data.len() / 8, Ordering::Relaxed);
         let summary = SessionSummary {
             version,
             ..session.summary()
