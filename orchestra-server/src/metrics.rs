@@ -351,12 +351,17 @@ impl<S: SessionStore> MeteredStore<S> {
             Ok(_) => "ok",
             Err(e) => e.code(),
         };
-        metrics::histogram!(
-            "orchestra_store_operation_duration_seconds",
-            "store" => self.inner.kind(),
-            "op" => op,
-            "outcome" => outcome
-        )
+        static OPS: Handles<(&'static str, &'static str, &'static str), metrics::Histogram> =
+            Handles::new();
+        let key = (self.inner.kind(), op, outcome);
+        OPS.get(&key, || {
+            metrics::histogram!(
+                "orchestra_store_operation_duration_seconds",
+                "store" => key.0,
+                "op" => key.1,
+                "outcome" => key.2
+            )
+        })
         .record(start.elapsed().as_secs_f64());
     }
 }

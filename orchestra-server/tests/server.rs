@@ -584,19 +584,33 @@ async fn a_client_that_gives_up_on_a_plain_run_cancels_it() {
     assert_eq!(run["status"], "cancelled");
 }
 
-#[tokio::test]
-async fn sigterm_answers_a_plain_run_still_going_at_the_drain_timeout_as_cancelled() {
+/// A server with `config` running a plain run of the `slow` agent on `task`,
+/// sent SIGTERM once the agent has started; the request is still in flight.
+async fn sigterm_during_a_slow_run(
+    config: &str,
+    task: &str,
+) -> (
+    AgentService,
+    Server,
+    tokio::task::JoinHandle<(u16, serde_json::Value)>,
+) {
     let mut svc = AgentService::start().await;
-    let mut server = start(&svc, "drain_timeout_ms = 300").await;
+    let server = start(&svc, config).await;
     let c = reqwest::Client::new();
-    let url = server.url("/orchestrate");
     let in_flight = spawn_post(
         &c,
-        &url,
-        json!({"pattern": "sequential", "task": "never ends", "agents": ["slow"]}),
+        &server.url("/orchestrate"),
+        json!({"pattern": "sequential", "task": task, "agents": ["slow"]}),
     );
     recv_within(&mut svc.started, WAIT).await;
     server.sigterm();
+    (svc, server, in_flight)
+}
+
+#[tokio::test]
+async fn sigterm_answers_a_plain_run_still_going_at_the_drain_timeout_as_cancelled() {
+    let (_svc, mut server, in_flight) =
+        sigterm_during_a_slow_run("drain_timeout_ms = 300", "never ends").await;
     let (status, r) = tokio::time::timeout(WAIT, in_flight)
         .await
         .unwrap()
@@ -609,17 +623,8 @@ async fn sigterm_answers_a_plain_run_still_going_at_the_drain_timeout_as_cancell
 
 #[tokio::test]
 async fn sigterm_lets_a_run_in_flight_finish_and_refuses_new_connections() {
-    let mut svc = AgentService::start().await;
-    let mut server = start(&svc, "drain_timeout_ms = 20000").await;
-    let c = reqwest::Client::new();
-    let url = server.url("/orchestrate");
-    let in_flight = spawn_post(
-        &c,
-        &url,
-        json!({"pattern": "sequential", "task": "finish me", "agents": ["slow"]}),
-    );
-    recv_within(&mut svc.started, WAIT).await;
-    server.sigterm();
+    let (svc, mut server, in_flight) =
+        sigterm_during_a_slow_run("drain_timeout_ms = 20000", "finish me").await;
     // The listener closes: new connections are refused while the run goes on.
     let addr = server.addr;
     eventually(WAIT, || async move {
