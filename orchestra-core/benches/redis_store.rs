@@ -10,7 +10,9 @@
 //! Each store is measured on a session of 10 messages (about 1.5 KB of JSON):
 //! `get`, a conditional `put` (the Lua version check), `update_session`
 //! (get + put, what a run does twice), and 64 concurrent `get`s / `put`s on
-//! distinct sessions (throughput through one multiplexed connection).
+//! distinct sessions (throughput through one multiplexed connection); then
+//! `put` alone and 64 at once on sessions of about 50 KB (a long
+//! conversation), where the cost of the write in Redis itself shows.
 
 use std::{
     sync::{
@@ -39,6 +41,20 @@ fn sample_session(id: &str) -> Session {
                 "analyst",
                 format!("answer {i}: churn fell by two points, driven by the annual plan and better onboarding."),
             )
+        });
+    }
+    s
+}
+
+/// About 50 KB of JSON: 40 turns of about 1.2 KB each.
+fn large_session(id: &str) -> Session {
+    let mut s = Session::new(id);
+    let text = "The quarterly report shows churn falling by two points. ".repeat(20);
+    for i in 0..40 {
+        s.messages.push(if i % 2 == 0 {
+            Message::user(format!("question {i}: {text}"))
+        } else {
+            Message::assistant("analyst", format!("answer {i}: {text}"))
         });
     }
     s
@@ -108,21 +124,62 @@ fn bench_store(c: &mut Criterion, rt: &Runtime, name: &str, store: Arc<dyn Sessi
             }
         });
     });
-    group.bench_function(format!("put_x{CONCURRENCY}_concurrent"), |b| {
+    concurrent_puts(&mut group, rt, &store, "", &ids, &versions, sample_session);
+
+    let large = large_session("bench");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("put_50kb", |b| {
+        b.to_async(rt).iter(|| async {
+            let expected = version.load(Ordering::Relaxed);
+            let v = store.put(&large, Some(expected)).await.expect("put");
+            version.store(v, Ordering::Relaxed);
+        });
+    });
+    group.throughput(Throughput::Elements(CONCURRENCY as u64));
+    concurrent_puts(
+        &mut group,
+        rt,
+        &store,
+        "_50kb",
+        &ids,
+        &versions,
+        large_session,
+    );
+    group.finish();
+
+    rt.block_on(async {
+        let _ = store.delete("bench").await;
+        for id in &ids {
+            let _ = store.delete(id).await;
+        }
+    });
+}
+
+/// `put{label}_x64_concurrent`: 64 conditional writes at once, one per
+/// session of `ids`, of sessions made by `make`.
+fn concurrent_puts(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &Runtime,
+    store: &Arc<dyn SessionStore>,
+    label: &str,
+    ids: &[String],
+    versions: &Arc<Vec<AtomicU64>>,
+    make: fn(&str) -> Session,
+) {
+    let sessions: Arc<Vec<Session>> = Arc::new(ids.iter().map(|id| make(id)).collect());
+    group.bench_function(format!("put{label}_x{CONCURRENCY}_concurrent"), |b| {
         b.to_async(rt).iter(|| {
             let store = store.clone();
-            let ids = ids.clone();
             let versions = versions.clone();
+            let sessions = sessions.clone();
             async move {
-                let tasks = ids.into_iter().enumerate().map(|(i, id)| {
+                let tasks = (0..sessions.len()).map(|i| {
                     let store = store.clone();
                     let versions = versions.clone();
+                    let sessions = sessions.clone();
                     tokio::spawn(async move {
                         let expected = versions[i].load(Ordering::Relaxed);
-                        let v = store
-                            .put(&sample_session(&id), Some(expected))
-                            .await
-                            .expect("put");
+                        let v = store.put(&sessions[i], Some(expected)).await.expect("put");
                         versions[i].store(v, Ordering::Relaxed);
                     })
                 });
@@ -131,14 +188,6 @@ fn bench_store(c: &mut Criterion, rt: &Runtime, name: &str, store: Arc<dyn Sessi
                 }
             }
         });
-    });
-    group.finish();
-
-    rt.block_on(async {
-        let _ = store.delete("bench").await;
-        for id in &ids {
-            let _ = store.delete(id).await;
-        }
     });
 }
 

@@ -39,6 +39,22 @@ async fn store() -> RedisStore {
     store_with(RedisStoreConfig::default()).await
 }
 
+/// Every key under the store's prefix, sorted, without the prefix.
+async fn keys_of(store: &RedisStore) -> Vec<String> {
+    let prefix = format!("{}:", store.config().prefix);
+    let client = redis::Client::open(REDIS_URL).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    keys.sort();
+    keys.into_iter()
+        .map(|k| k[prefix.len()..].to_owned())
+        .collect()
+}
+
 /// Polls `check` every 50 ms until it holds or `limit` passes.
 async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
 where
@@ -90,6 +106,54 @@ async fn a_stale_version_is_rejected_and_a_new_id_must_not_exist() {
     assert_eq!(back.version, 2);
     assert_eq!(back.messages, s.messages);
     assert!(store.get("ghost").await.unwrap().is_none());
+    // Accepted or refused, a write leaves no staged copy behind.
+    assert_eq!(keys_of(&store).await, ["session:a", "sessions"]);
+}
+
+#[tokio::test]
+async fn a_large_session_is_written_whole_and_conditionally_like_a_small_one() {
+    // Large sessions take the staged write (a scratch key moved into place
+    // by the script); every guarantee of the small write must hold.
+    let store = store().await;
+    let mut s = Session::new("big");
+    s.messages.push(Message::user("x".repeat(40 * 1024)));
+    assert_eq!(store.put(&s, None).await.unwrap(), 1);
+    let err = store.put(&s, None).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { found: Some(1), .. }));
+    s.messages
+        .push(Message::assistant("a", "y".repeat(20 * 1024)));
+    assert_eq!(store.put(&s, Some(1)).await.unwrap(), 2);
+    let err = store.put(&s, Some(1)).await.unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::Conflict {
+            expected: Some(1),
+            found: Some(2),
+            ..
+        }
+    ));
+    let back = store.get("big").await.unwrap().unwrap();
+    assert_eq!(back.version, 2);
+    assert_eq!(back.messages, s.messages);
+    let listed = store.list(Page::default()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].version, 2);
+    // A large session that shrinks is written the small way, and back.
+    s.messages.clear();
+    assert_eq!(store.put(&s, Some(2)).await.unwrap(), 3);
+    assert!(store.get("big").await.unwrap().unwrap().messages.is_empty());
+    assert_eq!(keys_of(&store).await, ["session:big", "sessions"]);
+    // The TTL is the store's, not the scratch key's.
+    let client = redis::Client::open(REDIS_URL).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    s.messages.push(Message::user("z".repeat(40 * 1024)));
+    store.put(&s, Some(3)).await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{}:session:big", store.config().prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 3_600_000, "{ttl}");
 }
 
 #[tokio::test]
@@ -651,4 +715,16 @@ async fn writes_go_on_after_redis_forgets_the_scripts() {
     let stored = store.get("s").await.unwrap().unwrap();
     assert_eq!(stored.messages.len(), 1);
     assert_eq!(stored.version, v2);
+    // A large session's write (staged in a transaction) recovers too.
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    session.messages.push(Message::user("x".repeat(40 * 1024)));
+    let v3 = store.put(&session, Some(v2)).await.unwrap();
+    assert_eq!(v3, v2 + 1);
+    let stored = store.get("s").await.unwrap().unwrap();
+    assert_eq!(stored.messages.len(), 2);
+    assert_eq!(stored.version, v3);
 }
