@@ -408,6 +408,67 @@ async fn listing_is_newest_first_paged_and_prunes_expired_entries() {
 }
 
 #[tokio::test]
+async fn sweeping_drops_the_index_entries_of_expired_sessions_only() {
+    let store = store_with(RedisStoreConfig::default().ttl(Some(Duration::from_secs(1)))).await;
+    // A second process on the same prefix that keeps its sessions.
+    let keeper = RedisStore::connect(
+        REDIS_URL,
+        RedisStoreConfig::default()
+            .prefix(store.config().prefix.clone())
+            .ttl(None),
+    )
+    .await
+    .unwrap();
+    // Written first, it sorts before the others among the old entries.
+    keeper.put(&Session::new("kept"), None).await.unwrap();
+    for id in ["a", "b", "c"] {
+        store.put(&Session::new(id), None).await.unwrap();
+    }
+    assert_eq!(
+        store.sweep_expired(10).await.unwrap(),
+        0,
+        "nothing expired yet"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            store.get("a").await.unwrap().is_none()
+                && store.get("b").await.unwrap().is_none()
+                && store.get("c").await.unwrap().is_none()
+        })
+        .await
+    );
+    store.put(&Session::new("fresh"), None).await.unwrap();
+    // One at a time, stepping over the live entry that sorts among them.
+    assert_eq!(store.sweep_expired(1).await.unwrap(), 3);
+    assert_eq!(
+        keys_of(&store).await,
+        ["session:fresh", "session:kept", "sessions"]
+    );
+    let listed: Vec<String> = store
+        .list(Page::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(listed, ["fresh", "kept"]);
+    let client = redis::Client::open(REDIS_URL).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let entries: usize = redis::cmd("ZCARD")
+        .arg(format!("{}:sessions", store.config().prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(entries, 2);
+    assert_eq!(store.sweep_expired(10).await.unwrap(), 0);
+    assert_eq!(
+        keeper.sweep_expired(10).await.unwrap(),
+        0,
+        "no TTL: nothing to sweep"
+    );
+}
+
+#[tokio::test]
 async fn delete_removes_the_session_and_its_index_entry() {
     let store = store().await;
     store.put(&Session::new("x"), None).await.unwrap();

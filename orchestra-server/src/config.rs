@@ -148,6 +148,10 @@ pub struct RedisConfig {
     /// Limit on one Redis reply; calls fail with `store_unavailable` after
     /// about `connect_timeout_ms + response_timeout_ms` while Redis is down.
     pub response_timeout_ms: u64,
+    /// How often this instance removes the listing-index entries of expired
+    /// sessions (0 = never; then only listings prune what they meet, and
+    /// the index grows with every session ever written).
+    pub sweep_interval_secs: u64,
 }
 
 impl Default for RedisConfig {
@@ -156,6 +160,7 @@ impl Default for RedisConfig {
             prefix: "orchestra".into(),
             connect_timeout_ms: 1000,
             response_timeout_ms: 2000,
+            sweep_interval_secs: 60,
         }
     }
 }

@@ -675,3 +675,39 @@ async fn a_run_that_keeps_failing_is_dead_lettered_and_a_failed_run_is_a_result(
     let events = read_events(&c, &server.url("/runs/unreadable-1/events"), None).await;
     assert!(events.is_empty(), "{events:?}");
 }
+
+#[tokio::test]
+async fn the_index_entries_of_expired_sessions_are_swept_without_a_listing() {
+    let svc = AgentService::start().await;
+    let prefix = unique_prefix("sweep");
+    let extra = format!("session_ttl_secs = 1\n{}", queue(0, 30_000));
+    let cfg = config(SHARED_REDIS, &prefix, &svc, &extra).replace(
+        &format!("prefix = \"{prefix}\""),
+        &format!("prefix = \"{prefix}\"\nsweep_interval_secs = 1"),
+    );
+    let server = Server::start(&cfg).await;
+    let c = reqwest::Client::new();
+    let index_len = || {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-u", SHARED_REDIS, "ZCARD", &format!("{prefix}:sessions")])
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u64>()
+            .expect("a count")
+    };
+    for _ in 0..3 {
+        let (status, body) = post_json(
+            &c,
+            &server.url("/orchestrate"),
+            json!({"pattern": "sequential", "task": "tides", "agents": ["researcher"]}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(index_len() > 0, "the last run's session was just written");
+    // Nobody lists; the server's own sweep empties the index once the
+    // sessions have expired.
+    eventually(WAIT, || async { (index_len() == 0).then_some(()) }).await;
+}

@@ -33,8 +33,10 @@
 //! index, so a reader never sees a
 //! session without its index entry or a half-written value, and a stale
 //! writer gets [`StoreError::Conflict`] instead of overwriting newer messages.
-//! Index entries of expired sessions are removed lazily by
-//! [`list`](SessionStore::list) and [`RedisStore::sweep_index`].
+//! Index entries of expired sessions are removed by
+//! [`list`](SessionStore::list) when it meets them and by
+//! [`RedisStore::sweep_expired`], which a long-running process should call
+//! periodically.
 //!
 //! When Redis cannot be reached every call fails within about
 //! `connect_timeout + response_timeout` with [`StoreError::Unavailable`];
@@ -528,6 +530,43 @@ impl RedisStore {
             .call("sweep", conn.zrange(&index, 0, batch as isize - 1))
             .await?;
         self.prune(&ids).await
+    }
+
+    /// Removes the index entries of every session that has expired, and
+    /// answers how many it removed. Without it (or listings that meet them)
+    /// the index of a store that nobody lists would keep one entry per
+    /// session ever written; run it periodically (the server does, every
+    /// `[redis] sweep_interval_secs`).
+    ///
+    /// Only entries not updated for a whole TTL can have expired, so it
+    /// reads just those, `batch` at a time, and checks each before removing
+    /// it; a store without a TTL has nothing to sweep.
+    pub async fn sweep_expired(&self, batch: usize) -> Result<usize, StoreError> {
+        let Some(ttl) = self.link.config.ttl else {
+            return Ok(0);
+        };
+        let batch = batch.max(1);
+        let cutoff = chrono::Utc::now().timestamp_millis() - ttl.as_millis() as i64;
+        let index = self.index_key();
+        let (mut skipped, mut removed) = (0, 0);
+        loop {
+            let mut conn = self.link.conn.clone();
+            let ids: Vec<String> = self
+                .link
+                .call(
+                    "sweep",
+                    conn.zrangebyscore_limit(&index, "-inf", cutoff, skipped, batch as isize),
+                )
+                .await?;
+            let gone = self.prune(&ids).await?;
+            removed += gone;
+            // Entries still alive (written with a longer TTL, or persisted)
+            // stay in the range: step over them.
+            skipped += (ids.len() - gone) as isize;
+            if ids.len() < batch {
+                return Ok(removed);
+            }
+        }
     }
 
     async fn prune(&self, ids: &[String]) -> Result<usize, StoreError> {
