@@ -55,6 +55,17 @@ async fn keys_of(store: &RedisStore) -> Vec<String> {
         .collect()
 }
 
+/// Entries in the store's listing index, read without pruning them.
+async fn index_len(store: &RedisStore) -> usize {
+    let client = redis::Client::open(REDIS_URL).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("ZCARD")
+        .arg(format!("{}:sessions", store.config().prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
 /// Polls `check` every 50 ms until it holds or `limit` passes.
 async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
 where
@@ -452,19 +463,43 @@ async fn sweeping_drops_the_index_entries_of_expired_sessions_only() {
         .map(|s| s.id)
         .collect();
     assert_eq!(listed, ["fresh", "kept"]);
-    let client = redis::Client::open(REDIS_URL).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let entries: usize = redis::cmd("ZCARD")
-        .arg(format!("{}:sessions", store.config().prefix))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(entries, 2);
+    assert_eq!(index_len(&store).await, 2);
     assert_eq!(store.sweep_expired(10).await.unwrap(), 0);
     assert_eq!(
         keeper.sweep_expired(10).await.unwrap(),
         0,
         "no TTL: nothing to sweep"
+    );
+}
+
+#[tokio::test]
+async fn writes_start_the_sweep_once_per_interval() {
+    let store = store_with(
+        RedisStoreConfig::default()
+            .ttl(Some(Duration::from_secs(1)))
+            .sweep_interval(Some(Duration::from_secs(1))),
+    )
+    .await;
+    for id in ["a", "b"] {
+        store.put(&Session::new(id), None).await.unwrap();
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            store.get("a").await.unwrap().is_none() && store.get("b").await.unwrap().is_none()
+        })
+        .await
+    );
+    assert_eq!(
+        keys_of(&store).await,
+        ["sessions"],
+        "only the index is left"
+    );
+    store.put(&Session::new("c"), None).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            index_len(&store).await == 1
+        })
+        .await
     );
 }
 

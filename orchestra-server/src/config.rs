@@ -148,9 +148,10 @@ pub struct RedisConfig {
     /// Limit on one Redis reply; calls fail with `store_unavailable` after
     /// about `connect_timeout_ms + response_timeout_ms` while Redis is down.
     pub response_timeout_ms: u64,
-    /// How often this instance removes the listing-index entries of expired
-    /// sessions (0 = never; then only listings prune what they meet, and
-    /// the index grows with every session ever written).
+    /// How often the store removes the listing-index entries of expired
+    /// sessions, started by a session write once this long has passed since
+    /// the last sweep (0 = never; then only listings prune what they meet,
+    /// and the index grows with every session ever written).
     pub sweep_interval_secs: u64,
 }
 

@@ -42,7 +42,6 @@ pub mod replay;
 pub mod routes;
 pub mod state;
 pub mod store;
-mod sweep;
 pub mod telemetry;
 pub mod worker;
 
@@ -223,19 +222,11 @@ pub async fn serve_state(
     };
     let background_stop = shutting_down.child_token();
     let mut workers = worker::spawn_workers(&state, &background_stop);
-    if let Some(redis) = &state.redis {
+    if state.redis.is_some() {
         workers.push(tokio::spawn(cancel::listen(
             state.clone(),
             background_stop.clone(),
         )));
-        let every = state.config.redis.sweep_interval_secs;
-        if every > 0 {
-            workers.push(tokio::spawn(sweep::sweep_loop(
-                redis.store.clone(),
-                Duration::from_secs(every),
-                background_stop.clone(),
-            )));
-        }
     }
     let refresher = tokio::spawn(state.clone().refresh_loop(background_stop.clone()));
     let app = router(state);

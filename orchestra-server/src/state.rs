@@ -104,7 +104,11 @@ impl RedisBackend {
                         .then(|| Duration::from_secs(config.session_ttl_secs)),
                 )
                 .connect_timeout(Duration::from_millis(config.redis.connect_timeout_ms))
-                .response_timeout(Duration::from_millis(config.redis.response_timeout_ms)),
+                .response_timeout(Duration::from_millis(config.redis.response_timeout_ms))
+                .sweep_interval(
+                    (config.redis.sweep_interval_secs > 0)
+                        .then(|| Duration::from_secs(config.redis.sweep_interval_secs)),
+                ),
         )?;
         let q = &config.queue;
         let queue = RedisRunQueue::new(

@@ -697,7 +697,7 @@ async fn the_index_entries_of_expired_sessions_are_swept_without_a_listing() {
             .parse::<u64>()
             .expect("a count")
     };
-    for _ in 0..3 {
+    let run = || async {
         let (status, body) = post_json(
             &c,
             &server.url("/orchestrate"),
@@ -705,9 +705,34 @@ async fn the_index_entries_of_expired_sessions_are_swept_without_a_listing() {
         )
         .await;
         assert_eq!(status, 200, "{body}");
+        body["session_id"].as_str().unwrap().to_owned()
+    };
+    let mut old = Vec::new();
+    for _ in 0..3 {
+        old.push(run().await);
     }
     assert!(index_len() > 0, "the last run's session was just written");
-    // Nobody lists; the server's own sweep empties the index once the
-    // sessions have expired.
-    eventually(WAIT, || async { (index_len() == 0).then_some(()) }).await;
+    for sid in &old {
+        let url = server.url(&format!("/sessions/{sid}"));
+        eventually(WAIT, || async {
+            (get_json(&c, &url).await.0 == 404).then_some(())
+        })
+        .await;
+    }
+    // Nobody lists; the next write, a sweep interval later, starts the
+    // sweep that drops the expired sessions' entries.
+    let new = run().await;
+    eventually(WAIT, || async { (index_len() == 1).then_some(()) }).await;
+    let left = std::process::Command::new("redis-cli")
+        .args([
+            "-u",
+            SHARED_REDIS,
+            "ZRANGE",
+            &format!("{prefix}:sessions"),
+            "0",
+            "-1",
+        ])
+        .output()
+        .expect("redis-cli");
+    assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), new);
 }

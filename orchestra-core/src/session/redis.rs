@@ -47,7 +47,7 @@ use std::{
     future::Future,
     sync::{
         Arc, LazyLock,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicI64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -81,6 +81,11 @@ pub struct RedisStoreConfig {
     /// Reconnection attempts (with backoff) behind one failed call before it
     /// reports [`StoreError::Unavailable`]; later calls start new attempts.
     pub reconnect_attempts: usize,
+    /// How often the store drops the listing-index entries of expired
+    /// sessions ([`RedisStore::sweep_expired`], started in the background by
+    /// a write once this much time has passed since the last sweep); `None`
+    /// leaves it to listings and to the application.
+    pub sweep_interval: Option<Duration>,
 }
 
 impl Default for RedisStoreConfig {
@@ -91,6 +96,7 @@ impl Default for RedisStoreConfig {
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(2),
             reconnect_attempts: 2,
+            sweep_interval: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -105,6 +111,12 @@ impl RedisStoreConfig {
     #[must_use]
     pub fn ttl(mut self, ttl: Option<Duration>) -> Self {
         self.ttl = ttl;
+        self
+    }
+
+    #[must_use]
+    pub fn sweep_interval(mut self, every: Option<Duration>) -> Self {
+        self.sweep_interval = every;
         self
     }
 
@@ -437,7 +449,12 @@ pub struct RedisStore {
     /// Size of the last session written, to serialize the next one into a
     /// buffer that need not grow (a run's sessions are alike in size).
     last_size: Arc<AtomicUsize>,
+    /// When the last index sweep started (Unix ms).
+    last_sweep: Arc<AtomicI64>,
 }
+
+/// Index entries checked per Redis call by the background sweep.
+const SWEEP_BATCH: usize = 500;
 
 /// Largest buffer reserved up front for a session's JSON.
 const MAX_SIZE_HINT: usize = 1 << 20;
@@ -485,6 +502,7 @@ impl RedisStore {
                 config: Arc::new(config),
             },
             last_size: Arc::new(AtomicUsize::new(0)),
+            last_sweep: Arc::new(AtomicI64::new(chrono::Utc::now().timestamp_millis())),
         })
     }
 
@@ -535,8 +553,8 @@ impl RedisStore {
     /// Removes the index entries of every session that has expired, and
     /// answers how many it removed. Without it (or listings that meet them)
     /// the index of a store that nobody lists would keep one entry per
-    /// session ever written; run it periodically (the server does, every
-    /// `[redis] sweep_interval_secs`).
+    /// session ever written; writes start it in the background every
+    /// [`RedisStoreConfig::sweep_interval`].
     ///
     /// Only entries not updated for a whole TTL can have expired, so it
     /// reads just those, `batch` at a time, and checks each before removing
@@ -567,6 +585,32 @@ impl RedisStore {
                 return Ok(removed);
             }
         }
+    }
+
+    /// Starts [`sweep_expired`](Self::sweep_expired) in the background if
+    /// the sweep interval has passed since the last one; `now_ms` is the
+    /// caller's clock reading. Of several writers at that moment, one wins.
+    fn sweep_if_due(&self, now_ms: i64) {
+        let Some(every) = self.link.config.sweep_interval else {
+            return;
+        };
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) < every.as_millis() as i64
+            || self
+                .last_sweep
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            match store.sweep_expired(SWEEP_BATCH).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::debug!(removed, "swept expired sessions from the index"),
+                Err(e) => tracing::warn!(error = %e, "could not sweep the session index"),
+            }
+        });
     }
 
     async fn prune(&self, ids: &[String]) -> Result<usize, StoreError> {
@@ -697,6 +741,7 @@ impl SessionStore for RedisStore {
             .config
             .ttl
             .map_or(0, |t| t.as_millis().max(1) as u64);
+        let score = session.updated_at.timestamp_millis();
         let scratch = self.scratch_key(&session.id);
         let running = session
             .runs
@@ -721,7 +766,7 @@ impl SessionStore for RedisStore {
             .arg(expected.map(|v| v.to_string()).unwrap_or_default())
             .arg(version)
             .arg(ttl_ms)
-            .arg(session.updated_at.timestamp_millis())
+            .arg(score)
             .arg(&session.id);
         let (ok, found): (i64, String) = if staged {
             let mut stage =
@@ -750,6 +795,7 @@ impl SessionStore for RedisStore {
             self.link.eval("put", script, &guard).await?
         };
         if ok == 1 {
+            self.sweep_if_due(score);
             return Ok(version);
         }
         Err(StoreError::Conflict {
