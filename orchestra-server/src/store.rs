@@ -6,9 +6,10 @@
 //! the read at the end returns (and parses) the whole session. This wrapper
 //! saves two of the four:
 //!
-//! - **After its own write** it keeps the session for a few seconds; an
-//!   `update` within that window starts from the kept copy instead of reading
-//!   it. The write is still conditional on the version, so if another
+//! - **After its own write** of a session with a run in flight (a run's
+//!   start) it keeps the session for a few seconds; an `update` within that
+//!   window (the run's end) starts from the kept copy instead of reading
+//!   it. A session at rest is not kept: its next write is usually far off. The write is still conditional on the version, so if another
 //!   instance wrote in between, it fails with a conflict, the copy is
 //!   dropped, and the update reads and retries as usual. Correctness never
 //!   depends on the copy: it is only a guess that saves a read.
@@ -26,11 +27,13 @@
 //! let fresh = FreshSessions::default();
 //! let store = WriteThroughStore::new(MemoryStore::new(), fresh.clone());
 //! fresh.mark("s1");
-//! // Created without a read; then changed from the kept copy, without a read.
-//! let v1 = store.update("s1", &mut |s| { s.metadata.insert("a".into(), 1.into()); }).await.unwrap();
+//! // Created without a read, with a run in flight; then changed from the
+//! // kept copy, without a read.
+//! let v1 = store.update("s1", &mut |s| { s.runs.push(Default::default()); }).await.unwrap();
 //! let v2 = store.update("s1", &mut |s| { s.metadata.insert("b".into(), 2.into()); }).await.unwrap();
 //! assert_eq!((v1, v2), (1, 2));
-//! assert_eq!(store.get("s1").await.unwrap().unwrap().metadata.len(), 2);
+//! let stored = store.get("s1").await.unwrap().unwrap();
+//! assert_eq!((stored.runs.len(), stored.metadata.len()), (1, 1));
 //! # });
 //! ```
 
@@ -43,7 +46,7 @@ use std::{
 use async_trait::async_trait;
 use chrono::Utc;
 use orchestra_core::{
-    StoreError,
+    RunStatus, StoreError,
     session::{Page, Session, SessionStore, SessionSummary},
 };
 
@@ -149,8 +152,13 @@ impl<S: SessionStore> WriteThroughStore<S> {
         session.updated_at = Utc::now();
         match self.inner.put(&session, expected).await {
             Ok(version) => {
-                session.version = version;
-                self.keep(session);
+                // Only a session with a run in flight is written again
+                // soon (that run's end); a copy of one at rest would mostly
+                // sit in memory until it is dropped.
+                if session.runs.iter().any(|r| r.status == RunStatus::Running) {
+                    session.version = version;
+                    self.keep(session);
+                }
                 Ok(Some(version))
             }
             Err(StoreError::Conflict { .. }) => {
@@ -287,10 +295,35 @@ mod tests {
     use super::*;
     use orchestra_core::MemoryStore;
 
+    /// A change that leaves a run in flight, as a run's start does.
     fn add(key: &'static str) -> impl FnMut(&mut Session) + Send {
         move |s: &mut Session| {
             s.metadata.insert(key.into(), true.into());
+            if s.runs.is_empty() {
+                s.runs.push(orchestra_core::RunResult::default());
+            }
         }
+    }
+
+    fn kept<S>(store: &WriteThroughStore<S>) -> usize {
+        store.kept.lock().unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn only_a_session_with_a_run_in_flight_is_kept() {
+        let shared = Arc::new(MemoryStore::new());
+        let a = WriteThroughStore::new(shared.clone(), FreshSessions::default());
+        a.update("s", &mut add("start")).await.unwrap();
+        assert_eq!(kept(&a), 1);
+        // The run ends: the next write of the session is far off.
+        a.update("s", &mut |s: &mut Session| {
+            s.runs[0].status = RunStatus::Completed;
+        })
+        .await
+        .unwrap();
+        assert_eq!(kept(&a), 0);
+        let s = shared.get("s").await.unwrap().unwrap();
+        assert_eq!((s.version, s.runs[0].status), (2, RunStatus::Completed));
     }
 
     #[tokio::test]
@@ -299,6 +332,7 @@ mod tests {
         let a = WriteThroughStore::new(shared.clone(), FreshSessions::default());
         let b = WriteThroughStore::new(shared.clone(), FreshSessions::default());
         a.update("s", &mut add("a1")).await.unwrap();
+        assert_eq!(kept(&a), 1);
         // b writes behind a's back; a's kept copy is now stale.
         b.update("s", &mut add("b1")).await.unwrap();
         let v = a.update("s", &mut add("a2")).await.unwrap();
@@ -323,6 +357,7 @@ mod tests {
         let shared = Arc::new(MemoryStore::new());
         let a = WriteThroughStore::new(shared.clone(), FreshSessions::default());
         a.update("s", &mut add("x")).await.unwrap();
+        assert_eq!(kept(&a), 1);
         shared.delete("s").await.unwrap();
         // The copy says version 1; the store has none: the conditional write fails, a re-read starts anew.
         assert_eq!(a.update("s", &mut add("y")).await.unwrap(), 1);
