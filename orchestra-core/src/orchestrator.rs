@@ -451,6 +451,7 @@ impl Orchestrator {
             run_id: Some(record.run_id.clone()),
             options: record.options.clone(),
             metadata: record.metadata.clone(),
+            fresh_session: false,
         };
         let mut prepared = scratch.prepare(request, None)?;
         prepared.recorded = Some(Arc::new(
@@ -717,7 +718,12 @@ impl Orchestrator {
         let store = self.inner.store.as_ref();
         // Only a session budget needs what the session's other runs used.
         let budgeted = p.options.session_budget.is_some();
+        let fresh = p.request.fresh_session && p.resume.is_none();
         let started = match &p.resume {
+            // Nothing to read, and nobody to show the start to.
+            None if p.request.fresh_session => {
+                Ok((Vec::new(), Value::Object(Map::new()), Usage::default()))
+            }
             None => self.record_start(&result, budgeted).await,
             Some(resume) => {
                 let prior = &resume.record;
@@ -820,6 +826,7 @@ impl Orchestrator {
             sink: sink.clone(),
             clock,
             history_len,
+            fresh,
         };
         self.track(
             &p.run_id,
@@ -857,7 +864,9 @@ impl Orchestrator {
         // Stop whatever agent work outlived the pattern future.
         run_token.cancel();
         let result = guard.disarm();
-        let result = self.finish(&ctx, result, outcome, clock, history_len).await;
+        let result = self
+            .finish(&ctx, result, outcome, clock, history_len, fresh)
+            .await;
         sink.finish_run(result)
     }
 
@@ -871,6 +880,7 @@ impl Orchestrator {
         outcome: Result<PatternOutput, OrchestraError>,
         clock: Instant,
         history_len: usize,
+        fresh: bool,
     ) -> RunResult {
         self.track(&result.run_id, None);
         let mut rec = ctx.take_record();
@@ -920,21 +930,28 @@ impl Orchestrator {
         let transcript = rec.transcript;
         let patches = rec.state_patches;
         let record = &result;
-        let saved = self
-            .inner
-            .store
-            .update(&result.session_id, &mut |s: &mut Session| {
-                s.messages.push(user.clone());
-                s.messages.extend(transcript.iter().cloned());
-                for patch in &patches {
-                    merge_patch(&mut s.state, patch);
-                }
-                match s.run_mut(&record.run_id) {
-                    Some(r) => *r = record.clone(),
-                    None => s.runs.push(record.clone()),
-                }
-            })
-            .await;
+        let store = self.inner.store.as_ref();
+        let mut change = |s: &mut Session| {
+            s.messages.push(user.clone());
+            s.messages.extend(transcript.iter().cloned());
+            for patch in &patches {
+                merge_patch(&mut s.state, patch);
+            }
+            match s.run_mut(&record.run_id) {
+                Some(r) => *r = record.clone(),
+                None => s.runs.push(record.clone()),
+            }
+        };
+        let write = store.update(&result.session_id, &mut change);
+        // A run without a start record has not been indexed by id yet (a
+        // store that indexes on every write does it with this one).
+        let saved = if fresh && !store.indexes_running_runs() {
+            let (saved, indexed) =
+                tokio::join!(write, store.index_run(&record.run_id, &record.session_id));
+            saved.and_then(|v| indexed.map(|()| v))
+        } else {
+            write.await
+        };
         if let Err(e) = saved {
             tracing::error!(error = %e, "could not record the run result");
             result.status = RunStatus::Failed;
@@ -1138,6 +1155,7 @@ impl Orchestrator {
             run_id: Some(run_id.to_owned()),
             options: record.options.clone(),
             metadata: record.metadata.clone(),
+            fresh_session: false,
         };
         let mut prepared = self.prepare(request, None)?;
         // Claim the run: only one resume of a waiting run may win.
@@ -1312,6 +1330,8 @@ struct Unfinished {
     sink: EventSink,
     clock: Instant,
     history_len: usize,
+    /// The run has no start record ([`RunRequest::fresh_session`]).
+    fresh: bool,
 }
 
 impl Unfinished {
@@ -1332,6 +1352,7 @@ impl Drop for Unfinished {
         let sink = self.sink.clone();
         let clock = self.clock;
         let history_len = self.history_len;
+        let fresh = self.fresh;
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 handle.spawn(async move {
@@ -1342,6 +1363,7 @@ impl Drop for Unfinished {
                             Err(OrchestraError::Cancelled),
                             clock,
                             history_len,
+                            fresh,
                         )
                         .await;
                     sink.finish_run(result);

@@ -46,6 +46,16 @@ pub struct RunRequest {
     /// Passed to every agent in `AgentInput::metadata`.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub metadata: Map<String, Value>,
+    /// The caller promises that the session does not exist yet (a fresh
+    /// id, or none) and that nobody will look for the run until it ends,
+    /// which lets it skip the start record: the run reads nothing and
+    /// writes its session once, when it ends (one store write instead of
+    /// two). The cost: while it runs, the run cannot be found by id or seen
+    /// in the session, and a process that dies mid-run leaves no trace of
+    /// it. Not part of the JSON form.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub fresh_session: bool,
 }
 
 fn empty_object() -> Value {
@@ -66,6 +76,7 @@ impl RunRequest {
             run_id: None,
             options: empty_object(),
             metadata: Map::new(),
+            fresh_session: false,
         }
     }
 
@@ -111,6 +122,13 @@ impl RunRequest {
     #[must_use]
     pub fn run_id(mut self, run_id: impl Into<String>) -> Self {
         self.run_id = Some(run_id.into());
+        self
+    }
+
+    /// Sets [`fresh_session`](Self::fresh_session).
+    #[must_use]
+    pub fn fresh_session(mut self) -> Self {
+        self.fresh_session = true;
         self
     }
 

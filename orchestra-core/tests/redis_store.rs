@@ -228,7 +228,7 @@ async fn fifty_concurrent_runs_on_one_session_keep_every_message() {
 }
 
 #[tokio::test]
-async fn a_write_indexes_the_running_runs_of_its_session_and_no_others() {
+async fn a_write_indexes_the_running_and_latest_runs_of_its_session_and_no_others() {
     let store = store().await;
     assert!(store.indexes_running_runs());
     let run = |id: &str, status| orchestra_core::RunResult {
@@ -239,12 +239,17 @@ async fn a_write_indexes_the_running_runs_of_its_session_and_no_others() {
     };
     let mut session = Session::new("s");
     session.runs = vec![
-        run("running", RunStatus::Running),
         run("done", RunStatus::Completed),
+        run("running", RunStatus::Running),
+        run("latest", RunStatus::Failed),
     ];
     store.put(&session, None).await.unwrap();
     assert_eq!(
         store.find_run("running").await.unwrap().as_deref(),
+        Some("s")
+    );
+    assert_eq!(
+        store.find_run("latest").await.unwrap().as_deref(),
         Some("s")
     );
     assert_eq!(store.find_run("done").await.unwrap(), None);
@@ -823,4 +828,57 @@ async fn writes_go_on_after_redis_forgets_the_scripts() {
     let stored = store.get("s").await.unwrap().unwrap();
     assert_eq!(stored.messages.len(), 2);
     assert_eq!(stored.version, v3);
+}
+
+#[tokio::test]
+async fn a_run_in_a_fresh_session_writes_it_once_and_is_found_by_id() {
+    let orch = Orchestrator::builder()
+        .store(Arc::new(store().await))
+        .build();
+    orch.register(FnAgent::new(
+        "a",
+        "answers",
+        |i: orchestra_core::AgentInput, _| async move {
+            format!("seen {} earlier messages", i.messages.len() - 1)
+        },
+    ));
+    let result = orch
+        .run(
+            RunRequest::new("sequential", "t")
+                .agents(["a", "a"])
+                .session("fresh-1")
+                .fresh_session(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.status, RunStatus::Completed);
+    let session = orch.get_session("fresh-1").await.unwrap().unwrap();
+    assert_eq!(session.version, 1, "one write: no start record");
+    assert_eq!(session.messages.len(), 3);
+    assert_eq!(session.runs.len(), 1);
+    assert_eq!(session.runs[0].status, RunStatus::Completed);
+    assert_eq!(
+        orch.store()
+            .find_run(&result.run_id)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("fresh-1")
+    );
+    assert_eq!(
+        orch.get_run(&result.run_id).await.unwrap().unwrap().output,
+        result.output
+    );
+    // Continuing it is an ordinary run: a start record, then the end.
+    let next = orch
+        .run(
+            RunRequest::new("sequential", "more")
+                .agents(["a"])
+                .session("fresh-1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.output.as_deref(), Some("seen 3 earlier messages"));
+    let session = orch.get_session("fresh-1").await.unwrap().unwrap();
+    assert_eq!(session.version, 3);
 }

@@ -133,3 +133,89 @@ async fn the_memory_store_never_grows_past_its_bound() {
     }
     assert_eq!(store.len(), 10);
 }
+
+#[tokio::test]
+async fn a_run_in_a_fresh_session_writes_it_once_at_its_end() {
+    let orch = Orchestrator::new();
+    orch.register(tagger("a"));
+    let (entered, release) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let (e, r) = (entered.clone(), release.clone());
+    orch.register(FnAgent::new("gate", "waits", move |i: AgentInput, _| {
+        let (e, r) = (e.clone(), r.clone());
+        async move {
+            e.notify_one();
+            r.notified().await;
+            i.task
+        }
+    }));
+    let normal = orch
+        .run(RunRequest::new("sequential", "q").agents(["a", "a"]))
+        .await
+        .unwrap();
+    let fresh = orch
+        .run(
+            RunRequest::new("sequential", "q")
+                .agents(["a", "a"])
+                .fresh_session(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fresh.output, normal.output);
+    let (s1, s2) = (
+        orch.get_session(&normal.session_id).await.unwrap().unwrap(),
+        orch.get_session(&fresh.session_id).await.unwrap().unwrap(),
+    );
+    assert_eq!((s1.version, s2.version), (2, 1));
+    let text = |s: &orchestra_core::session::Session| -> Vec<(Role, String)> {
+        s.messages
+            .iter()
+            .map(|m| (m.role, m.content.clone()))
+            .collect()
+    };
+    assert_eq!(text(&s1), text(&s2));
+    assert_eq!(s2.runs[0].steps.len(), 2);
+
+    // In flight, the run is not in the store; ended, it is.
+    let o = orch.clone();
+    let running = tokio::spawn(async move {
+        o.run(
+            RunRequest::new("sequential", "q")
+                .agents(["gate"])
+                .session("quiet")
+                .fresh_session(),
+        )
+        .await
+    });
+    entered.notified().await;
+    assert!(orch.get_session("quiet").await.unwrap().is_none());
+    release.notify_one();
+    assert_eq!(running.await.unwrap().unwrap().status, RunStatus::Completed);
+    assert_eq!(orch.get_session("quiet").await.unwrap().unwrap().version, 1);
+
+    // A caller that goes away mid-run still leaves the run, cancelled.
+    let o = orch.clone();
+    let dropped = tokio::spawn(async move {
+        o.run(
+            RunRequest::new("sequential", "q")
+                .agents(["gate"])
+                .session("gone")
+                .fresh_session(),
+        )
+        .await
+    });
+    entered.notified().await;
+    dropped.abort();
+    let _ = dropped.await;
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(s) = orch.get_session("gone").await.unwrap() {
+            status = Some(s.runs[0].status);
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(status, Some(RunStatus::Cancelled));
+}

@@ -91,6 +91,14 @@ async fn a_session_created_on_one_instance_is_continued_and_read_on_another() {
     .await;
     assert_eq!(status, 200, "{first}");
     let sid = first["session_id"].as_str().unwrap().to_owned();
+    // A new session named by the server is written once, at the run's end,
+    // and the run is found by id from the other instance.
+    let (_, s) = get_json(&c, &b.url(&format!("/sessions/{sid}"))).await;
+    assert_eq!(s["version"], 1, "{s}");
+    let run_url = format!("/runs/{}", first["run_id"].as_str().unwrap());
+    let (status, run) = get_json(&c, &b.url(&run_url)).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["status"], "completed", "{run}");
 
     let (status, second) = post_json(
         &c,

@@ -176,7 +176,9 @@ pub trait SessionStore: Send + Sync {
     }
 
     /// Whether every write also does [`index_run`](Self::index_run) for
-    /// the session's running runs, so a starting run need not call it.
+    /// the session's running runs and its latest run, so a run need not
+    /// call it (neither at its start nor, without a start record, at its
+    /// end).
     fn indexes_running_runs(&self) -> bool {
         false
     }

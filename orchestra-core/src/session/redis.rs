@@ -22,7 +22,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `{prefix}:session:{id}` | hash | `v` = version, `data` = the session as JSON, `sum` = its [`SessionSummary`] as JSON; expires after the TTL, refreshed on every write |
-//! | `{prefix}:run:{run_id}` | string | the id of the session holding the run, so runs can be found by id (resume, `GET /runs/{run_id}`); set by every session write while the run is running; same TTL as sessions |
+//! | `{prefix}:run:{run_id}` | string | the id of the session holding the run, so runs can be found by id (resume, `GET /runs/{run_id}`); set by every session write while the run is running, and by the writes of its session while it is the session's latest run; same TTL as sessions |
 //! | `{prefix}:checkpoint:{run_id}` | string | the latest checkpoint of a run in progress (its record as JSON), kept apart from the session so checkpoints never contend with other writers; deleted when the run's record is final |
 //! | `{prefix}:scratch:{id}` | hash | a large session's new hash, staged by its write and moved into place by the write's script in the same transaction; only seen after a write failed half-way, and then expires within a minute |
 //! | `{prefix}:sessions` | sorted set | member = session id, score = `updated_at` in Unix milliseconds: the listing index |
@@ -312,8 +312,8 @@ pub(crate) fn map_redis_error(e: RedisError) -> StoreError {
 
 /// A session write's script, checking the version and then writing the
 /// session hash with `$write`; both forms then set its expiry, update the
-/// index and point the run keys in `KEYS[4..]` (the session's running runs)
-/// at the session, all or nothing. `KEYS[1..3]`: the session, the index,
+/// index and point the run keys in `KEYS[4..]` (the session's running runs
+/// and its latest run) at the session, all or nothing. `KEYS[1..3]`: the session, the index,
 /// the scratch key; `ARGV[1..5]`: the expected version ("" = the session
 /// must not exist), the new one, the TTL in ms ("0" = none), the index
 /// score, the session id. Returns `{1, new_version}` or `{0, found}`
@@ -641,8 +641,8 @@ impl SessionStore for RedisStore {
         true
     }
 
-    /// Every write points the session's running runs at it, in the same
-    /// script: one command per run start instead of two.
+    /// Every write points the session's running runs and its latest run at
+    /// it, in the same script: one command per run start instead of two.
     fn indexes_running_runs(&self) -> bool {
         true
     }
@@ -743,10 +743,17 @@ impl SessionStore for RedisStore {
             .map_or(0, |t| t.as_millis().max(1) as u64);
         let score = session.updated_at.timestamp_millis();
         let scratch = self.scratch_key(&session.id);
+        // The running runs, and the latest run even when it has ended (a
+        // run without a start record is first written ended).
+        let latest = session
+            .runs
+            .last()
+            .filter(|r| r.status != RunStatus::Running);
         let running = session
             .runs
             .iter()
-            .filter(|r| r.status == RunStatus::Running);
+            .filter(|r| r.status == RunStatus::Running)
+            .chain(latest);
         let keys = 3 + running.clone().count();
         let staged = data.len() >= STAGE_FROM_BYTES;
         let (script, inline) = if staged {

@@ -220,6 +220,12 @@ pub async fn orchestrate(
     if mode == Mode::Async {
         return submit_async(&state, request).await;
     }
+    // A run without a session or run id gets a new session, and only this
+    // answer will name it and the run: nobody can look for either before
+    // the run ends, so the run skips its start record and writes its
+    // session once, at the end (streamed runs name both in their first
+    // event, queued runs in the 202, so they keep it).
+    request.fresh_session = request.session_id.is_none() && request.run_id.is_none();
     let named = name_session(&state, &mut request);
     let _in_flight = InFlight::run();
     // On this task: if the client goes away, this future is dropped and the
