@@ -718,12 +718,11 @@ impl Orchestrator {
         let store = self.inner.store.as_ref();
         // Only a session budget needs what the session's other runs used.
         let budgeted = p.options.session_budget.is_some();
-        let fresh = p.request.fresh_session && p.resume.is_none();
+        // Nothing to read and nobody to show the start to; but during an
+        // outage, fail on the start record before any agent runs.
+        let fresh = p.request.fresh_session && p.resume.is_none() && !store.unreachable_hint();
         let started = match &p.resume {
-            // Nothing to read, and nobody to show the start to.
-            None if p.request.fresh_session => {
-                Ok((Vec::new(), Value::Object(Map::new()), Usage::default()))
-            }
+            None if fresh => Ok((Vec::new(), Value::Object(Map::new()), Usage::default())),
             None => self.record_start(&result, budgeted).await,
             Some(resume) => {
                 let prior = &resume.record;

@@ -745,6 +745,29 @@ async fn redis_going_down_yields_unavailable_and_the_same_store_recovers() {
         ));
     }
     assert!(down_at.elapsed() < Duration::from_secs(20));
+    // Known to be down, the store makes even a run that could skip its
+    // start record try it, so the run fails before calling any agent.
+    assert!(store.unreachable_hint());
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let orch = Orchestrator::builder()
+        .store(Arc::new(store.clone()))
+        .build();
+    let counted = calls.clone();
+    orch.register(FnAgent::new("a", "counts", move |_, _| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async { "answer" }
+    }));
+    let failed = orch
+        .run(
+            RunRequest::new("sequential", "t")
+                .agents(["a"])
+                .fresh_session(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.status, RunStatus::Failed);
+    assert_eq!(failed.error.unwrap().code, "store_unavailable");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
 
     // Back on the same port: the same store object recovers by itself.
     let _server = OwnRedis::start(port, dir);
@@ -754,6 +777,7 @@ async fn redis_going_down_yields_unavailable_and_the_same_store_recovers() {
     })
     .await;
     assert!(recovered, "store did not recover after Redis came back");
+    assert!(!store.unreachable_hint());
     // Give the writers a moment of healthy traffic, then stop them.
     let before = store.get("traffic").await.unwrap().map_or(0, |s| s.version);
     let progressed = eventually(Duration::from_secs(10), || async {

@@ -415,6 +415,10 @@ impl<S: SessionStore> SessionStore for MeteredStore<S> {
         self.inner.indexes_running_runs()
     }
 
+    fn unreachable_hint(&self) -> bool {
+        self.inner.unreachable_hint()
+    }
+
     async fn index_run(&self, run_id: &str, session_id: &str) -> Result<(), StoreError> {
         let start = Instant::now();
         let r = self.inner.index_run(run_id, session_id).await;

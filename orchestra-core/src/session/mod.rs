@@ -175,6 +175,15 @@ pub trait SessionStore: Send + Sync {
         Ok(())
     }
 
+    /// Whether the store's last call found its backend unreachable: a hint
+    /// that the next one will fail too. A run that could skip its start
+    /// record ([`RunRequest::fresh_session`](crate::RunRequest::fresh_session))
+    /// makes it anyway when this is set, so that during an outage it fails
+    /// before any agent is called.
+    fn unreachable_hint(&self) -> bool {
+        false
+    }
+
     /// Whether every write also does [`index_run`](Self::index_run) for
     /// the session's running runs and its latest run, so a run need not
     /// call it (neither at its start nor, without a start record, at its
@@ -270,6 +279,9 @@ impl<T: SessionStore + ?Sized> SessionStore for std::sync::Arc<T> {
     }
     fn indexes_running_runs(&self) -> bool {
         (**self).indexes_running_runs()
+    }
+    fn unreachable_hint(&self) -> bool {
+        (**self).unreachable_hint()
     }
     async fn find_run(&self, run_id: &str) -> Result<Option<String>, StoreError> {
         (**self).find_run(run_id).await

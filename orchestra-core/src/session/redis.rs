@@ -47,7 +47,7 @@ use std::{
     future::Future,
     sync::{
         Arc, LazyLock,
-        atomic::{AtomicI64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -155,6 +155,8 @@ pub(crate) struct RedisLink {
     pub(crate) client: Client,
     pub(crate) conn: ConnectionManager,
     pub(crate) config: Arc<RedisStoreConfig>,
+    /// Whether the last call found Redis unreachable.
+    pub(crate) unreachable: Arc<AtomicBool>,
 }
 
 impl RedisLink {
@@ -168,7 +170,12 @@ impl RedisLink {
     where
         F: Future<Output = Result<T, RedisError>>,
     {
-        with_deadline(self.config.op_timeout(), what, fut).await
+        let result = with_deadline(self.config.op_timeout(), what, fut).await;
+        let unreachable = matches!(result, Err(StoreError::Unavailable(_)));
+        if unreachable != self.unreachable.load(Ordering::Relaxed) {
+            self.unreachable.store(unreachable, Ordering::Relaxed);
+        }
+        result
     }
 
     /// Sends one command on the shared connection (see [`call`](Self::call)).
@@ -500,6 +507,7 @@ impl RedisStore {
                 client,
                 conn: manager,
                 config: Arc::new(config),
+                unreachable: Arc::new(AtomicBool::new(false)),
             },
             last_size: Arc::new(AtomicUsize::new(0)),
             last_sweep: Arc::new(AtomicI64::new(chrono::Utc::now().timestamp_millis())),
@@ -645,6 +653,10 @@ impl SessionStore for RedisStore {
     /// it, in the same script: one command per run start instead of two.
     fn indexes_running_runs(&self) -> bool {
         true
+    }
+
+    fn unreachable_hint(&self) -> bool {
+        self.link.unreachable.load(Ordering::Relaxed)
     }
 
     async fn index_run(&self, run_id: &str, session_id: &str) -> Result<(), StoreError> {
