@@ -55,6 +55,17 @@ async fn keys_of(store: &RedisStore) -> Vec<String> {
         .collect()
 }
 
+/// The ids of the store's first page of sessions, newest first.
+async fn listed_ids(store: &RedisStore) -> Vec<String> {
+    store
+        .list(Page::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect()
+}
+
 /// Entries in the store's listing index, read without pruning them.
 async fn index_len(store: &RedisStore) -> usize {
     let client = redis::Client::open(REDIS_URL).unwrap();
@@ -460,14 +471,7 @@ async fn sweeping_drops_the_index_entries_of_expired_sessions_only() {
         keys_of(&store).await,
         ["session:fresh", "session:kept", "sessions"]
     );
-    let listed: Vec<String> = store
-        .list(Page::default())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
-    assert_eq!(listed, ["fresh", "kept"]);
+    assert_eq!(listed_ids(&store).await, ["fresh", "kept"]);
     assert_eq!(index_len(&store).await, 2);
     assert_eq!(store.sweep_expired(10).await.unwrap(), 0);
     assert_eq!(
@@ -516,14 +520,7 @@ async fn delete_removes_the_session_and_its_index_entry() {
     assert!(store.delete("x").await.unwrap());
     assert!(!store.delete("x").await.unwrap());
     assert!(store.get("x").await.unwrap().is_none());
-    let left: Vec<_> = store
-        .list(Page::default())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
-    assert_eq!(left, ["y"]);
+    assert_eq!(listed_ids(&store).await, ["y"]);
     // A deleted id can be created again from scratch.
     assert_eq!(store.put(&Session::new("x"), None).await.unwrap(), 1);
 }

@@ -179,16 +179,19 @@ async fn a_run_in_a_fresh_session_writes_it_once_at_its_end() {
     assert_eq!(s2.runs[0].steps.len(), 2);
 
     // In flight, the run is not in the store; ended, it is.
-    let o = orch.clone();
-    let running = tokio::spawn(async move {
-        o.run(
-            RunRequest::new("sequential", "q")
-                .agents(["gate"])
-                .session("quiet")
-                .fresh_session(),
-        )
-        .await
-    });
+    let gated = |session: &'static str| {
+        let o = orch.clone();
+        tokio::spawn(async move {
+            o.run(
+                RunRequest::new("sequential", "q")
+                    .agents(["gate"])
+                    .session(session)
+                    .fresh_session(),
+            )
+            .await
+        })
+    };
+    let running = gated("quiet");
     entered.notified().await;
     assert!(orch.get_session("quiet").await.unwrap().is_none());
     release.notify_one();
@@ -196,16 +199,7 @@ async fn a_run_in_a_fresh_session_writes_it_once_at_its_end() {
     assert_eq!(orch.get_session("quiet").await.unwrap().unwrap().version, 1);
 
     // A caller that goes away mid-run still leaves the run, cancelled.
-    let o = orch.clone();
-    let dropped = tokio::spawn(async move {
-        o.run(
-            RunRequest::new("sequential", "q")
-                .agents(["gate"])
-                .session("gone")
-                .fresh_session(),
-        )
-        .await
-    });
+    let dropped = gated("gone");
     entered.notified().await;
     dropped.abort();
     let _ = dropped.await;
