@@ -718,9 +718,18 @@ impl Orchestrator {
         let store = self.inner.store.as_ref();
         // Only a session budget needs what the session's other runs used.
         let budgeted = p.options.session_budget.is_some();
+        let checkpointing = p
+            .options
+            .checkpoint
+            .or(p.checkpoint_default)
+            .unwrap_or_else(|| store.is_durable());
         // Nothing to read and nobody to show the start to; but during an
-        // outage, fail on the start record before any agent runs.
-        let fresh = p.request.fresh_session && p.resume.is_none() && !store.unreachable_hint();
+        // outage, fail on the start record before any agent runs, and a
+        // checkpointed run needs its record to be found and resumed by.
+        let fresh = p.request.fresh_session
+            && p.resume.is_none()
+            && !checkpointing
+            && !store.unreachable_hint();
         let started = match &p.resume {
             None if fresh => Ok((Vec::new(), Value::Object(Map::new()), Usage::default())),
             None => self.record_start(&result, budgeted).await,
@@ -774,21 +783,16 @@ impl Orchestrator {
                 answered: resume.answered.clone(),
             }),
         }
-        let checkpoint = p
-            .options
-            .checkpoint
-            .or(p.checkpoint_default)
-            .unwrap_or_else(|| store.is_durable())
-            .then(|| crate::context::CheckpointTarget {
-                store: self.inner.store.clone(),
-                base: RunResult {
-                    status: RunStatus::Running,
-                    ..result.clone()
-                },
-                history_len,
-                resumes: result.checkpoint.as_ref().map_or(0, |c| c.resumes),
-                writing: tokio::sync::Mutex::new(()),
-            });
+        let checkpoint = checkpointing.then(|| crate::context::CheckpointTarget {
+            store: self.inner.store.clone(),
+            base: RunResult {
+                status: RunStatus::Running,
+                ..result.clone()
+            },
+            history_len,
+            resumes: result.checkpoint.as_ref().map_or(0, |c| c.resumes),
+            writing: tokio::sync::Mutex::new(()),
+        });
         let run_token = cancel.child_token();
         let stop = Arc::new(std::sync::OnceLock::new());
         let ctx = Arc::new(RunContext::new(RunParams {

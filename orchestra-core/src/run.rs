@@ -52,7 +52,9 @@ pub struct RunRequest {
     /// writes its session once, when it ends (one store write instead of
     /// two). The cost: while it runs, the run cannot be found by id or seen
     /// in the session, and a process that dies mid-run leaves no trace of
-    /// it. Not part of the JSON form.
+    /// it. Ignored by a checkpointed run (it needs its record to be resumed
+    /// from) and while the store reports itself unreachable. Not part of
+    /// the JSON form.
     #[serde(skip)]
     #[schemars(skip)]
     pub fresh_session: bool,

@@ -31,8 +31,10 @@ pub(crate) fn serialize_option<S: Serializer>(
 }
 
 /// A timestamp to hand to hand-written `Serialize` impls.
+#[cfg(feature = "redis")]
 pub(crate) struct Timestamp<'a>(pub &'a DateTime<Utc>);
 
+#[cfg(feature = "redis")]
 impl serde::Serialize for Timestamp<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         serialize(self.0, s)

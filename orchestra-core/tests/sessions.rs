@@ -198,6 +198,28 @@ async fn a_run_in_a_fresh_session_writes_it_once_at_its_end() {
     assert_eq!(running.await.unwrap().unwrap().status, RunStatus::Completed);
     assert_eq!(orch.get_session("quiet").await.unwrap().unwrap().version, 1);
 
+    // A checkpointed run keeps its start record: it must be found to be
+    // resumed.
+    let o = orch.clone();
+    let checkpointed = tokio::spawn(async move {
+        o.run(
+            RunRequest::new("sequential", "q")
+                .agents(["gate"])
+                .session("resumable")
+                .option("checkpoint", true)
+                .fresh_session(),
+        )
+        .await
+    });
+    entered.notified().await;
+    let seen = orch.get_session("resumable").await.unwrap().unwrap();
+    assert_eq!(seen.runs[0].status, RunStatus::Running);
+    release.notify_one();
+    assert_eq!(
+        checkpointed.await.unwrap().unwrap().status,
+        RunStatus::Completed
+    );
+
     // A caller that goes away mid-run still leaves the run, cancelled.
     let dropped = gated("gone");
     entered.notified().await;
