@@ -929,7 +929,9 @@ impl Orchestrator {
         }
         result.finished_at = Some(Utc::now());
 
-        let user = Message::user(result.task.clone());
+        // The task was asked when the run started, before any answer.
+        let mut user = Message::user(result.task.clone());
+        user.created_at = result.started_at;
         let transcript = rec.transcript;
         let patches = rec.state_patches;
         let record = &result;

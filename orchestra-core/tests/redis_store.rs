@@ -865,9 +865,12 @@ async fn a_run_in_a_fresh_session_writes_it_once_and_is_found_by_id() {
     ));
     let result = orch
         .run(
+            // Not checkpointed (a durable store's default): a checkpointed
+            // run keeps its start record.
             RunRequest::new("sequential", "t")
                 .agents(["a", "a"])
                 .session("fresh-1")
+                .option("checkpoint", false)
                 .fresh_session(),
         )
         .await

@@ -176,6 +176,16 @@ async fn a_run_in_a_fresh_session_writes_it_once_at_its_end() {
             .collect()
     };
     assert_eq!(text(&s1), text(&s2));
+    // In time order: the task, then the answers.
+    for s in [&s1, &s2] {
+        assert!(
+            s.messages
+                .windows(2)
+                .all(|w| w[0].created_at <= w[1].created_at),
+            "{:?}",
+            s.messages
+        );
+    }
     assert_eq!(s2.runs[0].steps.len(), 2);
 
     // In flight, the run is not in the store; ended, it is.
