@@ -758,6 +758,7 @@ async fn redis_going_down_yields_unavailable_and_the_same_store_recovers() {
         .run(
             RunRequest::new("sequential", "t")
                 .agents(["a"])
+                .option("checkpoint", false)
                 .fresh_session(),
         )
         .await
