@@ -602,6 +602,9 @@ impl RedisStore {
         let Some(every) = self.link.config.sweep_interval else {
             return;
         };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let last = self.last_sweep.load(Ordering::Relaxed);
         if now_ms.saturating_sub(last) < every.as_millis() as i64
             || self
@@ -612,7 +615,7 @@ impl RedisStore {
             return;
         }
         let store = self.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             match store.sweep_expired(SWEEP_BATCH).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::debug!(removed, "swept expired sessions from the index"),
