@@ -189,19 +189,20 @@ async fn a_run_in_a_fresh_session_writes_it_once_at_its_end() {
     assert_eq!(s2.runs[0].steps.len(), 2);
 
     // In flight, the run is not in the store; ended, it is.
-    let gated = |session: &'static str| {
+    let gated = |session: &'static str, checkpoint: bool| {
         let o = orch.clone();
         tokio::spawn(async move {
             o.run(
                 RunRequest::new("sequential", "q")
                     .agents(["gate"])
                     .session(session)
+                    .option("checkpoint", checkpoint)
                     .fresh_session(),
             )
             .await
         })
     };
-    let running = gated("quiet");
+    let running = gated("quiet", false);
     entered.notified().await;
     assert!(orch.get_session("quiet").await.unwrap().is_none());
     release.notify_one();
@@ -210,17 +211,7 @@ async fn a_run_in_a_fresh_session_writes_it_once_at_its_end() {
 
     // A checkpointed run keeps its start record: it must be found to be
     // resumed.
-    let o = orch.clone();
-    let checkpointed = tokio::spawn(async move {
-        o.run(
-            RunRequest::new("sequential", "q")
-                .agents(["gate"])
-                .session("resumable")
-                .option("checkpoint", true)
-                .fresh_session(),
-        )
-        .await
-    });
+    let checkpointed = gated("resumable", true);
     entered.notified().await;
     let seen = orch.get_session("resumable").await.unwrap().unwrap();
     assert_eq!(seen.runs[0].status, RunStatus::Running);
@@ -231,7 +222,7 @@ async fn a_run_in_a_fresh_session_writes_it_once_at_its_end() {
     );
 
     // A caller that goes away mid-run still leaves the run, cancelled.
-    let dropped = gated("gone");
+    let dropped = gated("gone", false);
     entered.notified().await;
     dropped.abort();
     let _ = dropped.await;

@@ -9,7 +9,8 @@
 //! - **After its own write** of a session with a run in flight (a run's
 //!   start) it keeps the session for a few seconds; an `update` within that
 //!   window (the run's end) starts from the kept copy instead of reading
-//!   it. A session at rest is not kept: its next write is usually far off. The write is still conditional on the version, so if another
+//!   it. A session at rest is not kept: its next write is usually far off.
+//!   The write is still conditional on the version, so if another
 //!   instance wrote in between, it fails with a conflict, the copy is
 //!   dropped, and the update reads and retries as usual. Correctness never
 //!   depends on the copy: it is only a guess that saves a read.
@@ -18,7 +19,7 @@
 //!   succeeds only if no such session exists, without reading first.
 //!
 //! `get` always reads the store (another instance may have written), and
-//! refreshes the kept copy.
+//! refreshes the kept copy of a session with a run in flight.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -38,6 +39,7 @@
 //! ```
 
 use std::{
+    borrow::Cow,
     collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -106,7 +108,15 @@ impl<S: SessionStore> WriteThroughStore<S> {
         }
     }
 
-    fn keep(&self, session: Session) {
+    /// Keeps `session` at `version` if a run of it is in flight: only then
+    /// is it written again soon (that run's end); a copy of a session at
+    /// rest would mostly sit in memory until it is dropped.
+    fn keep(&self, session: Cow<'_, Session>, version: u64) {
+        if !session.runs.iter().any(|r| r.status == RunStatus::Running) {
+            return;
+        }
+        let mut session = session.into_owned();
+        session.version = version;
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         if kept.len() >= MAX_KEPT && !kept.contains_key(&session.id) {
             kept.retain(|_, k| k.at.elapsed() < FRESH_FOR);
@@ -152,13 +162,7 @@ impl<S: SessionStore> WriteThroughStore<S> {
         session.updated_at = Utc::now();
         match self.inner.put(&session, expected).await {
             Ok(version) => {
-                // Only a session with a run in flight is written again
-                // soon (that run's end); a copy of one at rest would mostly
-                // sit in memory until it is dropped.
-                if session.runs.iter().any(|r| r.status == RunStatus::Running) {
-                    session.version = version;
-                    self.keep(session);
-                }
+                self.keep(Cow::Owned(session), version);
                 Ok(Some(version))
             }
             Err(StoreError::Conflict { .. }) => {
@@ -178,7 +182,7 @@ impl<S: SessionStore> SessionStore for WriteThroughStore<S> {
     async fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
         let found = self.inner.get(id).await?;
         match &found {
-            Some(s) => self.keep(s.clone()),
+            Some(s) => self.keep(Cow::Borrowed(s), s.version),
             None => self.forget(id),
         }
         Ok(found)
@@ -187,9 +191,7 @@ impl<S: SessionStore> SessionStore for WriteThroughStore<S> {
     async fn put(&self, session: &Session, expected: Option<u64>) -> Result<u64, StoreError> {
         match self.inner.put(session, expected).await {
             Ok(version) => {
-                let mut stored = session.clone();
-                stored.version = version;
-                self.keep(stored);
+                self.keep(Cow::Borrowed(session), version);
                 Ok(version)
             }
             Err(e) => {

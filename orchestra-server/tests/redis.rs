@@ -50,6 +50,17 @@ timeout_ms = 60000
     )
 }
 
+/// Runs `redis-cli` against the shared Redis; answers its trimmed output.
+fn redis_cli(args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-u", SHARED_REDIS])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 fn queue(workers: usize, claim_idle_ms: u64) -> String {
     format!("[queue]\nworkers = {workers}\nclaim_idle_ms = {claim_idle_ms}\n")
 }
@@ -643,23 +654,15 @@ async fn a_run_that_keeps_failing_is_dead_lettered_and_a_failed_run_is_a_result(
 
     // A queue entry no worker can execute (written straight into the stream,
     // as another producer might) is retried, then dead-lettered.
-    let out = std::process::Command::new("redis-cli")
-        .args([
-            "-u",
-            SHARED_REDIS,
-            "XADD",
-            &format!("{prefix}:runs:queue"),
-            "*",
-        ])
-        .args([
-            "run_id",
-            "unreadable-1",
-            "request",
-            r#"{"pattern":"sequential"}"#,
-        ])
-        .output()
-        .expect("redis-cli");
-    assert!(out.status.success(), "{out:?}");
+    redis_cli(&[
+        "XADD",
+        &format!("{prefix}:runs:queue"),
+        "*",
+        "run_id",
+        "unreadable-1",
+        "request",
+        r#"{"pattern":"sequential"}"#,
+    ]);
     let url = server.url("/runs/unreadable-1");
     let run = eventually(WAIT, || {
         let (c, url) = (c.clone(), url.clone());
@@ -674,11 +677,7 @@ async fn a_run_that_keeps_failing_is_dead_lettered_and_a_failed_run_is_a_result(
         run["error"].as_str().unwrap().contains("cannot be read"),
         "{run}"
     );
-    let dead = std::process::Command::new("redis-cli")
-        .args(["-u", SHARED_REDIS, "XLEN", &format!("{prefix}:runs:dead")])
-        .output()
-        .expect("redis-cli");
-    assert_eq!(String::from_utf8_lossy(&dead.stdout).trim(), "1");
+    assert_eq!(redis_cli(&["XLEN", &format!("{prefix}:runs:dead")]), "1");
     // Its event stream ends (no terminal event: it never ran).
     let events = read_events(&c, &server.url("/runs/unreadable-1/events"), None).await;
     assert!(events.is_empty(), "{events:?}");
@@ -695,13 +694,9 @@ async fn the_index_entries_of_expired_sessions_are_swept_without_a_listing() {
     );
     let server = Server::start(&cfg).await;
     let c = reqwest::Client::new();
+    let index = format!("{prefix}:sessions");
     let index_len = || {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-u", SHARED_REDIS, "ZCARD", &format!("{prefix}:sessions")])
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
+        redis_cli(&["ZCARD", &index])
             .parse::<u64>()
             .expect("a count")
     };
@@ -731,16 +726,5 @@ async fn the_index_entries_of_expired_sessions_are_swept_without_a_listing() {
     // sweep that drops the expired sessions' entries.
     let new = run().await;
     eventually(WAIT, || async { (index_len() == 1).then_some(()) }).await;
-    let left = std::process::Command::new("redis-cli")
-        .args([
-            "-u",
-            SHARED_REDIS,
-            "ZRANGE",
-            &format!("{prefix}:sessions"),
-            "0",
-            "-1",
-        ])
-        .output()
-        .expect("redis-cli");
-    assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), new);
+    assert_eq!(redis_cli(&["ZRANGE", &index, "0", "-1"]), new);
 }

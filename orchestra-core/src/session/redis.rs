@@ -188,32 +188,23 @@ impl RedisLink {
         self.call(what, cmd.query_async(&mut conn)).await
     }
 
-    /// Runs `cmd`, an [`evalsha`] of `script`; loads the script first if
-    /// Redis does not know it (a restart, `SCRIPT FLUSH`).
+    /// Runs `cmd`, an [`evalsha`] of `script` (see [`with_script`](Self::with_script)).
     pub(crate) async fn eval<T: redis::FromRedisValue>(
         &self,
         what: &'static str,
         script: &Script,
         cmd: &redis::Cmd,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn.clone();
-        self.call(what, async {
-            match cmd.query_async(&mut conn).await {
-                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                    script.load_async(&mut conn).await?;
-                    cmd.query_async(&mut conn).await
-                }
-                other => other,
-            }
+        self.with_script(what, script, |mut conn| async move {
+            cmd.query_async(&mut conn).await
         })
         .await
     }
 
     /// Runs the transaction `tx`, whose last command is an [`evalsha`] of
-    /// `script`, and answers that command's reply; loads the script and
-    /// runs `tx` again if Redis does not know it (a restart, `SCRIPT
-    /// FLUSH`). The other commands of `tx` are ignored and must be safe to
-    /// repeat.
+    /// `script`, and answers that command's reply (see
+    /// [`with_script`](Self::with_script)). The other commands of `tx` are
+    /// ignored and must be safe to repeat.
     pub(crate) async fn transact<T: redis::FromRedisValue>(
         &self,
         what: &'static str,
@@ -221,27 +212,40 @@ impl RedisLink {
         tx: &mut redis::Pipeline,
     ) -> Result<T, StoreError> {
         tx.ignore_errors();
-        let mut conn = self.conn.clone();
+        let tx = &*tx;
+        self.with_script(what, script, |mut conn| async move {
+            let mut replies: Vec<redis::RedisResult<T>> = tx.query_async(&mut conn).await?;
+            replies.pop().unwrap_or_else(|| {
+                Err(RedisError::from((
+                    ErrorKind::UnexpectedReturnType,
+                    "a transaction answered nothing",
+                )))
+            })
+        })
+        .await
+    }
+
+    /// Runs `attempt`, which sends a script by its hash, on the shared
+    /// connection (see [`call`](Self::call)); if Redis does not know the
+    /// script (a restart, `SCRIPT FLUSH`), loads it and runs `attempt`
+    /// once more.
+    async fn with_script<T, F, Fut>(
+        &self,
+        what: &'static str,
+        script: &Script,
+        attempt: F,
+    ) -> Result<T, StoreError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
         self.call(what, async {
-            let mut reloaded = false;
-            loop {
-                let mut replies: Vec<redis::RedisResult<T>> = tx.query_async(&mut conn).await?;
-                match replies.pop() {
-                    Some(Err(e))
-                        if !reloaded
-                            && e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) =>
-                    {
-                        script.load_async(&mut conn).await?;
-                        reloaded = true;
-                    }
-                    Some(reply) => return reply,
-                    None => {
-                        return Err(RedisError::from((
-                            ErrorKind::UnexpectedReturnType,
-                            "a transaction answered nothing",
-                        )));
-                    }
+            match attempt(self.conn.clone()).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    script.load_async(&mut self.conn.clone()).await?;
+                    attempt(self.conn.clone()).await
                 }
+                other => other,
             }
         })
         .await
