@@ -34,7 +34,8 @@ async def check_sessions(o: orchestra.Orchestrator) -> None:
         ("user", "again"),
         ("assistant", "hello / again"),
     ]
-    assert session.version >= 4
+    # The first run names no session: it writes its session once, at its end.
+    assert session.version >= 3
     run = session.run(second.run_id)
     assert run is not None and run.output == "hello / again"
     assert first.session_id in [s.id for s in await o.list_sessions(limit=1000)]

@@ -33,7 +33,7 @@ use crate::{
     context::{Components, RunContext, RunParams, Scope},
     error::OrchestraError,
     event::{EventKind, EventObserver, EventSink, OrchestrationEvent},
-    message::Message,
+    message::{Message, Role},
     pattern::{self, GroupChatManager, Pattern, PatternOutput, Planner},
     policy::{AgentPolicy, CircuitStatus, Limits, Resilience, RunOptions},
     run::{InputRequest, RunRequest, RunResult, RunStatus},
@@ -256,8 +256,13 @@ impl Orchestrator {
     /// timed out, cancelled) and error; use [`RunResult::into_result`] to
     /// treat a failed run as an error. Dropping the future cancels the run,
     /// which is then recorded as cancelled.
+    ///
+    /// A request that names neither its session nor its run starts a
+    /// session that only the result names, so it is run as a
+    /// [`fresh_session`](RunRequest::fresh_session): its session is written
+    /// once, when it ends (unless it is checkpointed).
     pub async fn run(&self, request: RunRequest) -> Result<RunResult, OrchestraError> {
-        let prepared = self.prepare(request, None)?;
+        let prepared = self.prepare(unnamed_is_fresh(request), None)?;
         self.run_prepared(prepared).await
     }
 
@@ -268,7 +273,7 @@ impl Orchestrator {
         pattern: Arc<dyn Pattern>,
         request: RunRequest,
     ) -> Result<RunResult, OrchestraError> {
-        let prepared = self.prepare(request, Some(pattern))?;
+        let prepared = self.prepare(unnamed_is_fresh(request), Some(pattern))?;
         self.run_prepared(prepared).await
     }
 
@@ -930,15 +935,29 @@ impl Orchestrator {
         result.finished_at = Some(Utc::now());
 
         // The task was asked when the run started, before any answer.
-        let mut user = Message::user(result.task.clone());
-        user.created_at = result.started_at;
-        let transcript = rec.transcript;
+        let user = Message {
+            role: Role::User,
+            content: result.task.clone(),
+            name: None,
+            data: None,
+            created_at: result.started_at,
+        };
         let patches = rec.state_patches;
         let record = &result;
         let store = self.inner.store.as_ref();
+        // A store that applies the change once gets the messages moved in;
+        // one that may retry after a conflict, copies.
+        let once = store.updates_in_place();
+        let mut messages = Some((user, rec.transcript));
         let mut change = |s: &mut Session| {
-            s.messages.push(user.clone());
-            s.messages.extend(transcript.iter().cloned());
+            if once && let Some((user, transcript)) = messages.take() {
+                s.messages.reserve(transcript.len() + 1);
+                s.messages.push(user);
+                s.messages.extend(transcript);
+            } else if let Some((user, transcript)) = &messages {
+                s.messages.push(user.clone());
+                s.messages.extend(transcript.iter().cloned());
+            }
             for patch in &patches {
                 merge_patch(&mut s.state, patch);
             }
@@ -1278,6 +1297,15 @@ impl Orchestrator {
 }
 
 /// What the session's other runs used, for session budgets.
+/// A run awaited to its end that names neither its session nor its run:
+/// nobody but its caller learns the session id, and only from the result.
+fn unnamed_is_fresh(mut request: RunRequest) -> RunRequest {
+    if request.session_id.is_none() && request.run_id.is_none() {
+        request.fresh_session = true;
+    }
+    request
+}
+
 fn session_usage(s: &Session, except_run: &str, needed: bool) -> Usage {
     let mut used = Usage::default();
     if !needed {

@@ -151,8 +151,13 @@ async fn a_run_in_a_fresh_session_writes_it_once_at_its_end() {
             i.task
         }
     }));
+    // A run in a session the caller names writes its start and its end.
     let normal = orch
-        .run(RunRequest::new("sequential", "q").agents(["a", "a"]))
+        .run(
+            RunRequest::new("sequential", "q")
+                .agents(["a", "a"])
+                .session("named"),
+        )
         .await
         .unwrap();
     let fresh = orch
@@ -163,12 +168,23 @@ async fn a_run_in_a_fresh_session_writes_it_once_at_its_end() {
         )
         .await
         .unwrap();
+    // A run that names neither its session nor its run is run as fresh.
+    let unnamed = orch
+        .run(RunRequest::new("sequential", "q").agents(["a", "a"]))
+        .await
+        .unwrap();
     assert_eq!(fresh.output, normal.output);
     let (s1, s2) = (
         orch.get_session(&normal.session_id).await.unwrap().unwrap(),
         orch.get_session(&fresh.session_id).await.unwrap().unwrap(),
     );
-    assert_eq!((s1.version, s2.version), (2, 1));
+    let s3 = orch
+        .get_session(&unnamed.session_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((s1.version, s2.version, s3.version), (2, 1, 1));
+    assert_eq!(s3.runs[0].status, RunStatus::Completed);
     let text = |s: &orchestra_core::session::Session| -> Vec<(Role, String)> {
         s.messages
             .iter()

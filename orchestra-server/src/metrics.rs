@@ -419,6 +419,10 @@ impl<S: SessionStore> SessionStore for MeteredStore<S> {
         self.inner.unreachable_hint()
     }
 
+    fn updates_in_place(&self) -> bool {
+        self.inner.updates_in_place()
+    }
+
     async fn index_run(&self, run_id: &str, session_id: &str) -> Result<(), StoreError> {
         let start = Instant::now();
         let r = self.inner.index_run(run_id, session_id).await;

@@ -164,6 +164,10 @@ impl SessionStore for MemoryStore {
         "memory"
     }
 
+    fn updates_in_place(&self) -> bool {
+        true
+    }
+
     /// Changes the session in place under the lock: no copies, no conflicts.
     async fn update(
         &self,

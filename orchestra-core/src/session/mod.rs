@@ -197,6 +197,14 @@ pub trait SessionStore: Send + Sync {
         Ok(None)
     }
 
+    /// Whether [`update`](Self::update) calls its `change` exactly once
+    /// (a store that changes sessions in place, with no conflict to retry):
+    /// a caller may then move what it adds into the session instead of
+    /// copying it for a retry that cannot come.
+    fn updates_in_place(&self) -> bool {
+        false
+    }
+
     /// Writes the checkpoint of a run in progress: its record with the steps
     /// so far. The default writes it into the run's record in its session;
     /// stores where sessions are shared by many writers keep checkpoints
@@ -282,6 +290,9 @@ impl<T: SessionStore + ?Sized> SessionStore for std::sync::Arc<T> {
     }
     fn unreachable_hint(&self) -> bool {
         (**self).unreachable_hint()
+    }
+    fn updates_in_place(&self) -> bool {
+        (**self).updates_in_place()
     }
     async fn find_run(&self, run_id: &str) -> Result<Option<String>, StoreError> {
         (**self).find_run(run_id).await
