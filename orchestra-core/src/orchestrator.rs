@@ -1296,7 +1296,6 @@ impl Orchestrator {
     }
 }
 
-/// What the session's other runs used, for session budgets.
 /// A run awaited to its end that names neither its session nor its run:
 /// nobody but its caller learns the session id, and only from the result.
 fn unnamed_is_fresh(mut request: RunRequest) -> RunRequest {
@@ -1306,6 +1305,7 @@ fn unnamed_is_fresh(mut request: RunRequest) -> RunRequest {
     request
 }
 
+/// What the session's other runs used, for session budgets.
 fn session_usage(s: &Session, except_run: &str, needed: bool) -> Usage {
     let mut used = Usage::default();
     if !needed {
