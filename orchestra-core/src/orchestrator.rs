@@ -262,7 +262,7 @@ impl Orchestrator {
     /// [`fresh_session`](RunRequest::fresh_session): its session is written
     /// once, when it ends (unless it is checkpointed).
     pub async fn run(&self, request: RunRequest) -> Result<RunResult, OrchestraError> {
-        let prepared = self.prepare(unnamed_is_fresh(request), None)?;
+        let prepared = self.prepare(request, None)?;
         self.run_prepared(prepared).await
     }
 
@@ -273,14 +273,18 @@ impl Orchestrator {
         pattern: Arc<dyn Pattern>,
         request: RunRequest,
     ) -> Result<RunResult, OrchestraError> {
-        let prepared = self.prepare(unnamed_is_fresh(request), Some(pattern))?;
+        let prepared = self.prepare(request, Some(pattern))?;
         self.run_prepared(prepared).await
     }
 
     fn run_prepared(
         &self,
-        prepared: Prepared,
+        mut prepared: Prepared,
     ) -> impl Future<Output = Result<RunResult, OrchestraError>> + Send + '_ {
+        // Awaited to its end, a run that names neither its session nor its
+        // run has a session only its result names: nobody can look for it.
+        let request = &mut prepared.request;
+        request.fresh_session |= request.session_id.is_none() && request.run_id.is_none();
         // Runs on the caller's task; if the caller drops this future, the
         // run's guard records it as cancelled.
         futures::FutureExt::map(
@@ -1294,15 +1298,6 @@ impl Orchestrator {
             .await?;
         Ok(cancelled)
     }
-}
-
-/// A run awaited to its end that names neither its session nor its run:
-/// nobody but its caller learns the session id, and only from the result.
-fn unnamed_is_fresh(mut request: RunRequest) -> RunRequest {
-    if request.session_id.is_none() && request.run_id.is_none() {
-        request.fresh_session = true;
-    }
-    request
 }
 
 /// What the session's other runs used, for session budgets.

@@ -9,6 +9,7 @@ use std::{
 };
 
 use async_trait::async_trait;
+use tokio::sync::Notify;
 
 use crate::{
     agent::{Agent, AgentContext, AgentInput, AgentOutput},
@@ -80,5 +81,53 @@ impl Agent for ScriptedAgent {
             Some(step) => step.clone(),
             None => Ok(AgentOutput::text(format!("{} answered", self.name))),
         }
+    }
+}
+
+/// Holds each call until released, so a test can look at a run in flight:
+/// signals [`entered`](Self::entered) when called, waits for
+/// [`release`](Self::release), then answers its task.
+pub struct GateAgent {
+    name: String,
+    entered: Arc<Notify>,
+    release: Arc<Notify>,
+}
+
+impl GateAgent {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            entered: Arc::new(Notify::new()),
+            release: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Notified once per call, when the call starts.
+    pub fn entered(&self) -> Arc<Notify> {
+        self.entered.clone()
+    }
+
+    /// `notify_one` lets one held call answer.
+    pub fn release(&self) -> Arc<Notify> {
+        self.release.clone()
+    }
+}
+
+#[async_trait]
+impl Agent for GateAgent {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn description(&self) -> &str {
+        "waits to be released"
+    }
+    async fn invoke(
+        &self,
+        input: AgentInput,
+        _ctx: AgentContext,
+    ) -> Result<AgentOutput, AgentError> {
+        self.entered.notify_one();
+        self.release.notified().await;
+        Ok(AgentOutput::text(input.task))
     }
 }

@@ -19,6 +19,7 @@ use chrono::Utc;
 use orchestra_core::{
     FnAgent, Message, Orchestrator, RunRequest, RunStatus, StoreError,
     session::{Page, Session, SessionStore, update_session},
+    test_utils::GateAgent,
     {RedisStore, RedisStoreConfig},
 };
 use tokio::time::{Instant, sleep};
@@ -267,19 +268,9 @@ async fn a_write_indexes_the_running_and_latest_runs_of_its_session_and_no_other
     // A run started through an orchestrator is found by id while it runs
     // and after, with no separate index write.
     let orch = Orchestrator::builder().store(Arc::new(store)).build();
-    let (entered, release) = (
-        Arc::new(tokio::sync::Notify::new()),
-        Arc::new(tokio::sync::Notify::new()),
-    );
-    let (e, r) = (entered.clone(), release.clone());
-    orch.register(FnAgent::new("wait", "waits", move |_, _| {
-        let (e, r) = (e.clone(), r.clone());
-        async move {
-            e.notify_one();
-            r.notified().await;
-            "done"
-        }
-    }));
+    let gate = GateAgent::new("wait");
+    let (entered, release) = (gate.entered(), gate.release());
+    orch.register(gate);
     let o = orch.clone();
     let running = tokio::spawn(async move {
         o.run(

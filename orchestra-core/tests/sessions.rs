@@ -8,6 +8,7 @@ use common::*;
 use orchestra_core::{
     AgentInput, AgentOutput, FnAgent, Orchestrator, Role, RunRequest, RunStatus,
     session::{MemoryStore, MemoryStoreConfig, SessionStore},
+    test_utils::GateAgent,
 };
 use serde_json::json;
 
@@ -138,19 +139,9 @@ async fn the_memory_store_never_grows_past_its_bound() {
 async fn a_run_in_a_fresh_session_writes_it_once_at_its_end() {
     let orch = Orchestrator::new();
     orch.register(tagger("a"));
-    let (entered, release) = (
-        Arc::new(tokio::sync::Notify::new()),
-        Arc::new(tokio::sync::Notify::new()),
-    );
-    let (e, r) = (entered.clone(), release.clone());
-    orch.register(FnAgent::new("gate", "waits", move |i: AgentInput, _| {
-        let (e, r) = (e.clone(), r.clone());
-        async move {
-            e.notify_one();
-            r.notified().await;
-            i.task
-        }
-    }));
+    let gate = GateAgent::new("gate");
+    let (entered, release) = (gate.entered(), gate.release());
+    orch.register(gate);
     // A run in a session the caller names writes its start and its end.
     let normal = orch
         .run(
