@@ -14,7 +14,12 @@
 //! # let _ = (echo, router);
 //! ```
 
-use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
@@ -265,15 +270,82 @@ impl From<Handoff> for AgentOutput {
 /// Per-call context: cancellation, deadline, and a way to stream progress.
 #[derive(Clone)]
 pub struct AgentContext {
-    agent: Arc<str>,
+    agent: CallAgent,
     step: u32,
-    cancel: CancellationToken,
+    cancel: CallToken,
     deadline: Option<Instant>,
     events: EventSink,
     handoff_targets: Arc<[AgentInfo]>,
     answer: Option<Arc<serde_json::Value>>,
     handoff: Option<Arc<Handoff>>,
     payload_schemas: Option<Arc<HashMap<String, Value>>>,
+}
+
+/// Who a context's call is for: the agent itself, whose name is borrowed
+/// (no copy per call), or only a name.
+#[derive(Clone)]
+enum CallAgent {
+    Agent(AgentRef),
+    Name(Arc<str>),
+}
+
+impl CallAgent {
+    fn name(&self) -> &str {
+        match self {
+            Self::Agent(a) => a.name(),
+            Self::Name(n) => n,
+        }
+    }
+}
+
+/// A call's cancellation token, made from the run's token the first time
+/// the agent asks for it: most agents never do, and a child token costs an
+/// allocation and locks of the run's token.
+#[derive(Clone)]
+pub(crate) struct CallToken {
+    run: CancellationToken,
+    own: Arc<OnceLock<CancellationToken>>,
+}
+
+impl CallToken {
+    /// A token that fires with `run`, or when [`CallToken::end`] is called.
+    pub(crate) fn new(run: CancellationToken) -> Self {
+        Self {
+            run,
+            own: Arc::default(),
+        }
+    }
+
+    /// `token` itself, already made.
+    fn made(token: CancellationToken) -> Self {
+        Self {
+            run: token.clone(),
+            own: Arc::new(OnceLock::from(token)),
+        }
+    }
+
+    fn get(&self) -> &CancellationToken {
+        self.own.get_or_init(|| self.run.child_token())
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.own
+            .get()
+            .map_or_else(|| self.run.is_cancelled(), CancellationToken::is_cancelled)
+    }
+
+    /// The call is over: its token fires, so that whatever the agent left
+    /// running stops. Nothing to do if no token was made and no copy of the
+    /// context outlives the call (nobody can ask for one any more).
+    pub(crate) fn end(&self) {
+        match self.own.get() {
+            Some(token) => token.cancel(),
+            None if Arc::strong_count(&self.own) > 1 => {
+                self.own.get_or_init(CancellationToken::new).cancel();
+            }
+            None => {}
+        }
+    }
 }
 
 /// The empty handoff target list most calls have, shared (no allocation per call).
@@ -287,6 +359,33 @@ impl AgentContext {
         agent: Arc<str>,
         step: u32,
         cancel: CancellationToken,
+        deadline: Option<Instant>,
+        events: EventSink,
+    ) -> Self {
+        Self::with(
+            CallAgent::Name(agent),
+            step,
+            CallToken::made(cancel),
+            deadline,
+            events,
+        )
+    }
+
+    /// The context of one call of `agent` within a run.
+    pub(crate) fn for_call(
+        agent: AgentRef,
+        step: u32,
+        cancel: CallToken,
+        deadline: Option<Instant>,
+        events: EventSink,
+    ) -> Self {
+        Self::with(CallAgent::Agent(agent), step, cancel, deadline, events)
+    }
+
+    fn with(
+        agent: CallAgent,
+        step: u32,
+        cancel: CallToken,
         deadline: Option<Instant>,
         events: EventSink,
     ) -> Self {
@@ -370,7 +469,7 @@ impl AgentContext {
 
     /// Fires when the run is cancelled or this call's deadline passes.
     pub fn cancellation(&self) -> &CancellationToken {
-        &self.cancel
+        self.cancel.get()
     }
 
     pub fn is_cancelled(&self) -> bool {
@@ -396,7 +495,7 @@ impl AgentContext {
     /// Streams a piece of output (e.g. LLM tokens) as an `agent_delta` event.
     pub fn delta(&self, text: impl Into<String>) {
         self.events.emit(EventKind::AgentDelta {
-            agent: self.agent.to_string(),
+            agent: self.agent.name().to_owned(),
             step: self.step,
             delta: text.into(),
         });
@@ -405,7 +504,7 @@ impl AgentContext {
     /// Reports a tool call (`tool_called`).
     pub fn tool_called(&self, tool: &str, call_id: &str, arguments: Value) {
         self.events.emit(EventKind::ToolCalled {
-            agent: self.agent.to_string(),
+            agent: self.agent.name().to_owned(),
             step: self.step,
             tool: tool.to_owned(),
             call_id: call_id.to_owned(),
@@ -417,7 +516,7 @@ impl AgentContext {
     /// the peer reported it.
     pub fn task_state(&self, task_id: Option<&str>, state: &str, message: Option<&str>) {
         self.events.emit(EventKind::AgentTaskState {
-            agent: self.agent.to_string(),
+            agent: self.agent.name().to_owned(),
             step: self.step,
             task_id: task_id.map(str::to_owned),
             state: state.to_owned(),
@@ -428,7 +527,7 @@ impl AgentContext {
     /// Reports a tool result (`tool_completed`).
     pub fn tool_completed(&self, tool: &str, call_id: &str, result: Value) {
         self.events.emit(EventKind::ToolCompleted {
-            agent: self.agent.to_string(),
+            agent: self.agent.name().to_owned(),
             step: self.step,
             tool: tool.to_owned(),
             call_id: call_id.to_owned(),

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    agent::{AgentContext, AgentInfo, AgentInput, AgentOutput, AgentRef, Usage},
+    agent::{AgentContext, AgentInfo, AgentInput, AgentOutput, AgentRef, CallToken, Usage},
     error::{AgentError, ErrorInfo, OrchestraError},
     event::{EventKind, EventSink},
     message::Message,
@@ -597,8 +597,8 @@ impl RunContext {
         let mut attempts = 0u32;
         let mut decisions = Vec::new();
         loop {
-            let name: Arc<str> = agent.name().into();
-            let (retry_policy, timeout) = self.call_policy(&name);
+            let name = agent.name();
+            let (retry_policy, timeout) = self.call_policy(name);
             self.p.events.emit_with(|| EventKind::AgentStarted {
                 agent: name.to_string(),
                 step: index,
@@ -613,7 +613,6 @@ impl RunContext {
                     .attempt(
                         index,
                         &agent,
-                        &name,
                         &mut call,
                         last,
                         timeout,
@@ -626,7 +625,7 @@ impl RunContext {
                         let fallback_for = (*name != *first_name).then(|| first_name.to_owned());
                         return Ok(self.complete(
                             index,
-                            &name,
+                            name,
                             fallback_for,
                             call,
                             output,
@@ -645,7 +644,7 @@ impl RunContext {
                             *req,
                             format!("step:{index}"),
                             kind,
-                            Some(&name),
+                            Some(name),
                             Some(index),
                         ));
                     }
@@ -712,7 +711,7 @@ impl RunContext {
                 None => {
                     tracing::warn!(agent = %name, step = index, error = %err, "agent step failed");
                     self.record_failure(
-                        index, &name, first_name, &call, &err, attempts, decisions, started_at,
+                        index, name, first_name, &call, &err, attempts, decisions, started_at,
                         clock,
                     );
                     return Err(OrchestraError::AgentFailed {
@@ -842,7 +841,6 @@ impl RunContext {
         &self,
         index: u32,
         agent: &AgentRef,
-        name: &Arc<str>,
         call: &mut Call,
         last: bool,
         timeout: Option<Duration>,
@@ -854,6 +852,7 @@ impl RunContext {
             None => self.p.deadline,
         };
         let timed_out = || AgentError::Timeout(timeout.unwrap_or(self.p.limits.timeout));
+        let name = agent.name();
         let guard = self.p.resilience.guard(name, &self.p.limits);
         // Bulkhead: wait for a slot, within this call's deadline.
         // Boxed: most agents have no bulkhead, and their calls' futures stay small.
@@ -886,9 +885,9 @@ impl RunContext {
                 });
             }
         };
-        let cancel = self.p.cancel.child_token();
-        let ctx = AgentContext::new(
-            name.clone(),
+        let cancel = CallToken::new(self.p.cancel.clone());
+        let ctx = AgentContext::for_call(
+            agent.clone(),
             index,
             cancel.clone(),
             Some(deadline),
@@ -952,7 +951,7 @@ impl RunContext {
             () = self.p.cancel.cancelled() => Err(AgentError::Cancelled),
         };
         // Tell the agent's own background work (if any) to stop.
-        cancel.cancel();
+        cancel.end();
         match &result {
             Ok(out) => {
                 span.record("gen_ai.usage.input_tokens", tokens(out.usage.prompt_tokens));

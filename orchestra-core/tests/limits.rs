@@ -18,6 +18,7 @@ use orchestra_core::{
     RunRequest, RunStatus, test_utils::ScriptedAgent,
 };
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 /// An agent that sleeps for `secs`, then answers; it records whether it saw
 /// its cancellation token fire.
@@ -362,4 +363,87 @@ async fn cancelling_an_observed_run_ends_it_cancelled_with_its_last_event() {
     let session = orch.get_session(&result.session_id).await.unwrap().unwrap();
     assert_eq!(session.runs[0].status, RunStatus::Cancelled);
     assert_eq!(orch.active_runs(), 0);
+}
+
+/// Work an agent leaves running is told to stop when its call ends (not
+/// only when the run does), whether it took the call's token during the
+/// call or kept the context and asks for the token later.
+#[tokio::test(start_paused = true)]
+async fn work_left_running_after_a_call_sees_its_token_fire() {
+    let took: Arc<std::sync::Mutex<Option<CancellationToken>>> = Arc::default();
+    let kept: Arc<std::sync::Mutex<Option<AgentContext>>> = Arc::default();
+    let orch = Orchestrator::new();
+    let slot = took.clone();
+    orch.register(FnAgent::new(
+        "took",
+        "takes its token",
+        move |_: AgentInput, ctx: AgentContext| {
+            let token = ctx.cancellation().clone();
+            let fired = token.is_cancelled();
+            *slot.lock().unwrap() = Some(token);
+            async move { if fired { "fired" } else { "alive" } }
+        },
+    ));
+    let slot = kept.clone();
+    orch.register(FnAgent::new(
+        "kept",
+        "keeps its context",
+        move |_: AgentInput, ctx: AgentContext| {
+            let fired = ctx.is_cancelled();
+            *slot.lock().unwrap() = Some(ctx);
+            async move { if fired { "fired" } else { "alive" } }
+        },
+    ));
+    // Runs after both: have their tokens fired?
+    let (t, k) = (took.clone(), kept.clone());
+    orch.register(FnAgent::new(
+        "check",
+        "looks at the others' tokens",
+        move |_: AgentInput, _| {
+            let took = t.lock().unwrap().as_ref().map(|t| t.is_cancelled());
+            let kept = k
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map(|c| (c.is_cancelled(), c.cancellation().is_cancelled()));
+            async move { format!("{took:?} {kept:?}") }
+        },
+    ));
+    let r = orch
+        .run(RunRequest::new("sequential", "t").agents(["took", "kept", "check"]))
+        .await
+        .unwrap();
+    assert_eq!(r.status, RunStatus::Completed);
+    let outputs: Vec<_> = r.steps.iter().filter_map(|s| s.output.as_ref()).collect();
+    assert_eq!(outputs[0].content, "alive");
+    assert_eq!(outputs[1].content, "alive");
+    assert_eq!(outputs[2].content, "Some(true) Some((true, true))");
+}
+
+/// An agent that never asks for its token still sees a cancelled run as cancelled.
+#[tokio::test(start_paused = true)]
+async fn a_call_sees_its_run_cancelled_without_taking_a_token() {
+    let (ctx_tx, ctx_rx) = tokio::sync::oneshot::channel::<AgentContext>();
+    let ctx_tx = Arc::new(std::sync::Mutex::new(Some(ctx_tx)));
+    let orch = Orchestrator::new();
+    orch.register(FnAgent::new(
+        "waits",
+        "waits forever",
+        move |_: AgentInput, ctx: AgentContext| {
+            let tx = ctx_tx.lock().unwrap().take();
+            async move {
+                tx.unwrap().send(ctx).ok().unwrap();
+                std::future::pending::<&str>().await
+            }
+        },
+    ));
+    let stream = orch
+        .stream(RunRequest::new("sequential", "t").agents(["waits"]))
+        .unwrap();
+    let ctx = ctx_rx.await.unwrap();
+    assert!(!ctx.is_cancelled());
+    stream.cancel();
+    let r = stream.result().await.unwrap();
+    assert_eq!(r.status, RunStatus::Cancelled);
+    assert!(ctx.is_cancelled());
 }

@@ -257,7 +257,8 @@ fn all(ok: &[StepOutcome]) -> PatternOutput {
         .map(|o| json!({"agent": o.agent, "content": o.output.content, "data": o.output.data}))
         .collect();
     PatternOutput {
-        content: Value::from(contents).to_string(),
+        // Straight to text: a list of strings always serializes.
+        content: serde_json::to_string(&contents).unwrap_or_default(),
         data: Some(Value::Array(data)),
         ..PatternOutput::default()
     }
