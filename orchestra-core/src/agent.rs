@@ -467,7 +467,9 @@ impl AgentContext {
         )
     }
 
-    /// Fires when the run is cancelled or this call's deadline passes.
+    /// Fires when the run is cancelled, when this call's deadline passes,
+    /// and when the call has ended (so that work the agent left running
+    /// stops). Made on first use.
     pub fn cancellation(&self) -> &CancellationToken {
         self.cancel.get()
     }
