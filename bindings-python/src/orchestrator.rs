@@ -16,8 +16,8 @@ use std::{
 use async_trait::async_trait;
 use futures::StreamExt;
 use orchestra_core::{
-    ErrorInfo, HumanAgent, OrchestraError, Orchestrator, Pattern, PatternOutput, RunRequest,
-    RunResult, RunStatus, RunStream,
+    CheckedRun, ErrorInfo, HumanAgent, OrchestraError, Orchestrator, Pattern, PatternOutput,
+    RunRequest, RunResult, RunStream,
     context::{Components, RunContext, Scope},
     pattern,
     session::Page,
@@ -296,15 +296,14 @@ impl PyOrchestrator {
             // Without events the run executes inline, driven by the task
             // that awaits `result()` on this loop's thread, and is cancelled
             // through its (chosen) run id.
-            self.inner.validate(&request).into_py_result()?;
-            let request = request.run_id(uuid::Uuid::now_v7().to_string());
-            return RunHandle::driven(
-                py,
-                self.inner.clone(),
-                Arc::new(wrapped),
-                request,
-                Arc::clone(&self.runs),
-            );
+            // Checked once, here, so that a bad request raises at once; the
+            // ids the check fixes are the handle's. A request that names no
+            // session still counts as unnamed, as in `Orchestrator::run`.
+            let run = self
+                .inner
+                .check_pattern(Arc::new(wrapped), request)
+                .into_py_result()?;
+            return RunHandle::driven(py, self.inner.clone(), run, Arc::clone(&self.runs));
         }
         let stream = {
             let _runtime = pyo3_async_runtimes::tokio::get_runtime().enter();
@@ -543,13 +542,12 @@ impl Drop for Publish {
 /// cancels it by id and lets it finish, so it is recorded as cancelled.
 async fn inline_run(
     orch: Orchestrator,
-    pattern: Arc<dyn Pattern>,
-    request: RunRequest,
+    run: CheckedRun,
     token: CancellationToken,
     mut publish: Publish,
 ) -> Outcome {
     let id = publish.run_id.clone();
-    let run = orch.run_pattern(pattern, request);
+    let run = orch.run_checked(run);
     tokio::pin!(run);
     let result = tokio::select! {
         biased;
@@ -560,15 +558,7 @@ async fn inline_run(
             run.await
         }
     };
-    let result = Arc::new(match result {
-        Ok(r) => r,
-        Err(e) => RunResult {
-            run_id: id,
-            status: RunStatus::Failed,
-            error: Some(e.info()),
-            ..RunResult::default()
-        },
-    });
+    let result = Arc::new(result);
     publish.send(Some(result.clone()));
     Some(result)
 }
@@ -576,19 +566,9 @@ async fn inline_run(
 impl RunHandle {
     /// A run executed inline by a [`RunDriver`] on the caller's loop
     /// thread; its first `result()` returns the driver.
-    fn driven(
-        py: Python<'_>,
-        orch: Orchestrator,
-        pattern: Arc<dyn Pattern>,
-        request: RunRequest,
-        runs: Runs,
-    ) -> PyResult<Self> {
-        let run_id = request.run_id.clone().unwrap_or_default();
-        let session_id = request
-            .session_id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let request = request.session(session_id.clone());
+    fn driven(py: Python<'_>, orch: Orchestrator, run: CheckedRun, runs: Runs) -> PyResult<Self> {
+        let run_id = run.run_id().to_owned();
+        let session_id = run.session_id().to_owned();
         let (outcome_tx, outcome) = watch::channel(None);
         lock(&runs).insert(run_id.clone(), outcome.clone());
         let cancel = CancellationToken::new();
@@ -597,7 +577,7 @@ impl RunHandle {
             runs,
             run_id: run_id.clone(),
         };
-        let run = inline_run(orch, pattern, request, cancel.clone(), publish);
+        let run = inline_run(orch, run, cancel.clone(), publish);
         let driver = Py::new(py, RunDriver::new(Box::pin(run), cancel.clone()))?;
         Ok(Self {
             run_id,

@@ -79,7 +79,7 @@ pub use error::{AgentError, ErrorInfo, OrchestraError, StoreError};
 pub use event::{EVENT_SCHEMA_VERSION, EventKind, EventObserver, EventSink, OrchestrationEvent};
 pub use human::HumanAgent;
 pub use message::{Message, Role};
-pub use orchestrator::{Orchestrator, OrchestratorBuilder, RunStream};
+pub use orchestrator::{CheckedRun, Orchestrator, OrchestratorBuilder, RunStream};
 pub use pattern::{Pattern, PatternInfo, PatternOutput};
 pub use policy::{
     AgentPolicy, CallPolicy, CircuitBreakerPolicy, CircuitState, CircuitStatus, Limits,

@@ -122,6 +122,37 @@ struct Active {
     stop: Arc<std::sync::OnceLock<String>>,
 }
 
+/// A request checked against an orchestrator, with its run and session
+/// ids fixed, not yet running: what [`Orchestrator::check`] returns and
+/// [`Orchestrator::run_checked`] runs. For hosts that report a bad request
+/// at once, and the run's ids before it ends, and run it afterwards,
+/// without checking the request twice.
+pub struct CheckedRun {
+    prepared: Prepared,
+}
+
+impl CheckedRun {
+    /// The run's id: the request's, or a new one.
+    pub fn run_id(&self) -> &str {
+        &self.prepared.run_id
+    }
+
+    /// The run's session: the request's, or a new one.
+    pub fn session_id(&self) -> &str {
+        &self.prepared.session_id
+    }
+}
+
+impl std::fmt::Debug for CheckedRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckedRun")
+            .field("run_id", &self.prepared.run_id)
+            .field("session_id", &self.prepared.session_id)
+            .field("pattern", &self.prepared.pattern.name())
+            .finish_non_exhaustive()
+    }
+}
+
 struct Prepared {
     /// Steps answered from a record instead of agents (replay).
     recorded: Option<Arc<HashMap<u32, crate::run::Step>>>,
@@ -263,7 +294,7 @@ impl Orchestrator {
     /// once, when it ends (unless it is checkpointed).
     pub async fn run(&self, request: RunRequest) -> Result<RunResult, OrchestraError> {
         let prepared = self.prepare(request, None)?;
-        self.run_prepared(prepared).await
+        Ok(self.run_prepared(prepared).await)
     }
 
     /// Runs a request with a pattern object instead of a pattern name
@@ -274,23 +305,53 @@ impl Orchestrator {
         request: RunRequest,
     ) -> Result<RunResult, OrchestraError> {
         let prepared = self.prepare(request, Some(pattern))?;
-        self.run_prepared(prepared).await
+        Ok(self.run_prepared(prepared).await)
     }
 
-    fn run_prepared(
+    /// Checks a request as [`run`](Self::run) does and fixes its ids,
+    /// without running it; [`run_checked`](Self::run_checked) runs it.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use orchestra_core::{FnAgent, Orchestrator, RunRequest};
+    /// let orch = Orchestrator::new();
+    /// orch.register(FnAgent::new("echo", "repeats", |i, _| async move { i.task }));
+    /// assert!(orch.check(RunRequest::new("sequential", "hi").agents(["nobody"])).is_err());
+    /// let run = orch.check(RunRequest::new("sequential", "hi").agents(["echo"])).unwrap();
+    /// let run_id = run.run_id().to_owned();
+    /// let result = orch.run_checked(run).await;
+    /// assert_eq!((result.run_id.as_str(), result.output.as_deref()), (run_id.as_str(), Some("hi")));
+    /// # });
+    /// ```
+    pub fn check(&self, request: RunRequest) -> Result<CheckedRun, OrchestraError> {
+        let prepared = self.prepare(request, None)?;
+        Ok(CheckedRun { prepared })
+    }
+
+    /// [`check`](Self::check) with a pattern object instead of a pattern name.
+    pub fn check_pattern(
         &self,
-        mut prepared: Prepared,
-    ) -> impl Future<Output = Result<RunResult, OrchestraError>> + Send + '_ {
+        pattern: Arc<dyn Pattern>,
+        request: RunRequest,
+    ) -> Result<CheckedRun, OrchestraError> {
+        let prepared = self.prepare(request, Some(pattern))?;
+        Ok(CheckedRun { prepared })
+    }
+
+    /// Runs a checked request to its end, as [`run`](Self::run) does
+    /// (ids fixed by the check count as unnamed when the request named none).
+    pub fn run_checked(&self, run: CheckedRun) -> impl Future<Output = RunResult> + Send + '_ {
+        self.run_prepared(run.prepared)
+    }
+
+    fn run_prepared(&self, mut prepared: Prepared) -> impl Future<Output = RunResult> + Send + '_ {
         // Awaited to its end, a run that names neither its session nor its
         // run has a session only its result names: nobody can look for it.
         let request = &mut prepared.request;
         request.fresh_session |= request.session_id.is_none() && request.run_id.is_none();
         // Runs on the caller's task; if the caller drops this future, the
         // run's guard records it as cancelled.
-        futures::FutureExt::map(
-            self.execute(prepared, EventSink::disabled(), CancellationToken::new()),
-            Ok,
-        )
+        self.execute(prepared, EventSink::disabled(), CancellationToken::new())
     }
 
     /// [`run`](Self::run) that hands every event to `observer` as it
@@ -1129,7 +1190,7 @@ impl Orchestrator {
         answer: Option<Value>,
     ) -> Result<RunResult, OrchestraError> {
         let prepared = self.prepare_resume(run_id, answer).await?;
-        self.run_prepared(prepared).await
+        Ok(self.run_prepared(prepared).await)
     }
 
     async fn prepare_resume(

@@ -135,6 +135,48 @@ async fn the_memory_store_never_grows_past_its_bound() {
     assert_eq!(store.len(), 10);
 }
 
+/// A request checked first and run later runs as `run` would: with the ids
+/// the check fixed, and written once when it named neither its session
+/// nor its run.
+#[tokio::test]
+async fn a_checked_request_runs_with_the_ids_its_check_fixed() {
+    let orch = Orchestrator::new();
+    orch.register(tagger("a"));
+    let bad = orch.check(RunRequest::new("sequential", "q").agents(["nobody"]));
+    assert_eq!(bad.unwrap_err().code(), "unknown_agent");
+    let unnamed = orch
+        .check(RunRequest::new("sequential", "q").agents(["a", "a"]))
+        .unwrap();
+    let named = orch
+        .check(
+            RunRequest::new("sequential", "q")
+                .agents(["a", "a"])
+                .session("checked"),
+        )
+        .unwrap();
+    assert_eq!(named.session_id(), "checked");
+    let (run_id, session_id) = (unnamed.run_id().to_owned(), unnamed.session_id().to_owned());
+    let (first, second) = (
+        orch.run_checked(unnamed).await,
+        orch.run_checked(named).await,
+    );
+    assert_eq!(
+        (first.run_id, first.session_id.clone()),
+        (run_id, session_id)
+    );
+    assert_eq!(first.status, RunStatus::Completed);
+    assert_eq!(first.output, second.output);
+    let versions = (
+        orch.get_session(&first.session_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        orch.get_session("checked").await.unwrap().unwrap().version,
+    );
+    assert_eq!(versions, (1, 2));
+}
+
 #[tokio::test]
 async fn a_run_in_a_fresh_session_writes_it_once_at_its_end() {
     let orch = Orchestrator::new();
