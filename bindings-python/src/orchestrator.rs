@@ -295,10 +295,10 @@ impl PyOrchestrator {
         if !events {
             // Without events the run executes inline, driven by the task
             // that awaits `result()` on this loop's thread, and is cancelled
-            // through its (chosen) run id.
-            // Checked once, here, so that a bad request raises at once; the
-            // ids the check fixes are the handle's. A request that names no
-            // session still counts as unnamed, as in `Orchestrator::run`.
+            // through its run id. Checked once, here, so that a bad request
+            // raises at once; the ids the check fixes are the handle's. A
+            // request that names no session still counts as unnamed, as in
+            // `Orchestrator::run`.
             let run = self
                 .inner
                 .check_pattern(Arc::new(wrapped), request)

@@ -1199,11 +1199,9 @@ impl Drop for Verdict {
 /// `output.to_message(name)`, stamped with a time the caller already has.
 fn answer_message(name: &str, output: &AgentOutput, created_at: chrono::DateTime<Utc>) -> Message {
     Message {
-        role: crate::message::Role::Assistant,
-        content: output.content.clone(),
         name: Some(name.to_owned()),
         data: output.data.clone(),
-        created_at,
+        ..Message::stamped(crate::message::Role::Assistant, &output.content, created_at)
     }
 }
 

@@ -58,12 +58,21 @@ fn no_default(schema: &mut schemars::Schema) {
 impl Message {
     /// A message with the given role and text, stamped now.
     pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self::stamped(role, content, Utc::now())
+    }
+
+    /// [`new`](Self::new) with a time the caller already has (no clock read).
+    pub(crate) fn stamped(
+        role: Role,
+        content: impl Into<String>,
+        created_at: DateTime<Utc>,
+    ) -> Self {
         Self {
             role,
             content: content.into(),
             name: None,
             data: None,
-            created_at: Utc::now(),
+            created_at,
         }
     }
 

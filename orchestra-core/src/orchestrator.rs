@@ -622,7 +622,7 @@ impl Orchestrator {
 
     /// Checks a request without running it (the same checks `run` makes).
     pub fn validate(&self, request: &RunRequest) -> Result<(), OrchestraError> {
-        self.prepare(request.clone(), None).map(|_| ())
+        self.check(request.clone()).map(|_| ())
     }
 
     fn prepare(
@@ -1000,13 +1000,7 @@ impl Orchestrator {
         result.finished_at = Some(Utc::now());
 
         // The task was asked when the run started, before any answer.
-        let user = Message {
-            role: Role::User,
-            content: result.task.clone(),
-            name: None,
-            data: None,
-            created_at: result.started_at,
-        };
+        let user = Message::stamped(Role::User, result.task.clone(), result.started_at);
         let patches = rec.state_patches;
         let record = &result;
         let store = self.inner.store.as_ref();
